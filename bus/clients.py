@@ -1,0 +1,56 @@
+"""Thin constructors for confluent-kafka clients; librdkafka dictionaries are built only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+
+def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(bootstrap_servers: str, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """At-least-once: offsets are stored explicitly after the work is durable."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
+    return Producer(producer_config(bootstrap_servers, **overrides))
+
+
+def make_consumer(bootstrap_servers: str, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(bootstrap_servers, group_id, **overrides))
+
+
+def make_admin(bootstrap_servers: str, **overrides: Any) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers, **overrides})
+
+
+def broker_count(bootstrap_servers: str, timeout: float = 2.0) -> int:
+    """How many brokers the cluster metadata lists (0 when it does not answer)."""
+    try:
+        # log_level 0: a probe of a broker that is still starting should not spam stderr.
+        metadata = make_admin(bootstrap_servers, log_level=0).list_topics(timeout=timeout)
+    except Exception:
+        return 0
+    return len(metadata.brokers)

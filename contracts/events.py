@@ -1,0 +1,187 @@
+"""The events on relearn's topics, as frozen pydantic models named as facts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+VERSION_PATTERN = r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
+Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (RFC 3339)")
+    return value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_aware_utc)]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _External(BaseModel):
+    """Events from outside relearn: unknown fields are rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class _Internal(BaseModel):
+    """Events between relearn's services: unknown fields are ignored (forward compatibility)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class OutcomeEvent(_External):
+    """What a model predicted for a subject and what then happened (topic outcome-events)."""
+
+    event_id: uuid.UUID
+    model_type: str = Field(min_length=1, max_length=64)
+    model_version: Version
+    subject_id: str = Field(min_length=1, max_length=256)
+    features: list[float]
+    prediction: float
+    outcome_score: float = Field(ge=0.0, le=1.0)
+    positive_outcome: bool
+    occurred_at: UtcDateTime
+
+
+class TrainingSampleForwarded(_Internal):
+    """A valid, de-duplicated outcome, as the trainer reads it (topic training-samples)."""
+
+    event_id: str
+    model_type: str
+    model_version: str
+    features: list[float]
+    prediction: float
+    outcome_score: float
+    positive_outcome: bool
+    occurred_at: UtcDateTime
+
+    @classmethod
+    def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
+        return cls(
+            event_id=str(event.event_id),
+            model_type=event.model_type,
+            model_version=event.model_version,
+            features=event.features,
+            prediction=event.prediction,
+            outcome_score=event.outcome_score,
+            positive_outcome=event.positive_outcome,
+            occurred_at=event.occurred_at,
+        )
+
+
+class RetrainReason(StrEnum):
+    SAMPLE_THRESHOLD = "sample_threshold"
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class RetrainRequested(_Internal):
+    """A command to train a new version of a model type (topic retrain-commands)."""
+
+    command_id: str = Field(default_factory=new_id)
+    model_type: str
+    reason: RetrainReason
+    new_samples: int = 0
+    requested_at: UtcDateTime = Field(default_factory=utc_now)
+    baseline_version: str | None = None
+
+
+class TrainingMetrics(_Internal):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    train_loss: float
+    val_loss: float
+    test_loss: float
+    early_stopping_epoch: int | None = None
+    parameters: int
+    train_samples: int
+    val_samples: int
+    test_samples: int
+
+
+class Lineage(_Internal):
+    topic: str
+    offsets: dict[str, tuple[int, int]]
+    seed: int
+    package_version: str
+
+
+class ModelDeployed(_Internal):
+    """A trained, validated ONNX model ready to be registered (topic model-deployed)."""
+
+    deployment_id: str = Field(default_factory=new_id)
+    command_id: str | None = None
+    model_type: str
+    artifact_uri: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    onnx_opset: int
+    input_name: str
+    input_shape: list[int | None]
+    output_name: str
+    output_shape: list[int | None]
+    metrics: TrainingMetrics
+    baseline_metrics: dict[str, Any] | None = None
+    lineage: Lineage | None = None
+    trained_at: UtcDateTime = Field(default_factory=utc_now)
+    version_hint: str | None = None
+
+
+class RegistryCommandType(StrEnum):
+    ROLLBACK = "rollback"
+    PROMOTE = "promote"
+    SET_WEIGHTS = "set_weights"
+
+
+class RegistryCommandIssued(_Internal):
+    """An action on the registry, automatic or by an operator (topic registry-commands)."""
+
+    command_id: str = Field(default_factory=new_id)
+    type: RegistryCommandType
+    model_type: str
+    version: str | None = None
+    weights: dict[str, float] | None = None
+    reason: str = ""
+    evidence: dict[str, Any] | None = None
+    issued_by: str = "auto"
+
+
+class RegistryEventType(StrEnum):
+    VERSION_REGISTERED = "version_registered"
+    TRAFFIC_CHANGED = "traffic_changed"
+    VERSION_PROMOTED = "version_promoted"
+    VERSION_ROLLED_BACK = "version_rolled_back"
+    VERSION_ARCHIVED = "version_archived"
+    DEPLOYMENT_REJECTED = "deployment_rejected"
+
+
+class RegistryEventOccurred(_Internal):
+    """A change the registry made, with the full weight map after it (topic registry-events)."""
+
+    event_id: str = Field(default_factory=new_id)
+    type: RegistryEventType
+    model_type: str
+    version: str | None = None
+    status: str | None = None
+    weights: dict[str, float] = Field(default_factory=dict)
+    reason: str = ""
+    occurred_at: UtcDateTime = Field(default_factory=utc_now)
+    details: dict[str, Any] | None = None
+
+
+def to_json(event: BaseModel) -> bytes:
+    """Serialize an event for the wire (UTF-8 JSON)."""
+    return event.model_dump_json().encode()

@@ -1,0 +1,77 @@
+"""Model type specifications: feature count, target, loss and architecture, built in or from a config file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Target(StrEnum):
+    OUTCOME_SCORE = "outcome_score"
+    POSITIVE_OUTCOME = "positive_outcome"
+
+
+class Loss(StrEnum):
+    MSE = "mse"
+    BCE = "bce"
+
+
+class ModelTypeSpec(BaseModel):
+    """What a model type predicts and how its network is shaped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    feature_count: int = Field(gt=0, le=4096)
+    target: Target
+    loss: Loss
+    hidden_layers: tuple[int, ...] = (128, 64, 32)
+    input_name: str = "features"
+    output_name: str = "score"
+
+    @property
+    def sigmoid_output(self) -> bool:
+        """BCE models output a probability: the sigmoid is part of the exported graph."""
+        return self.loss is Loss.BCE
+
+    def parameter_count(self) -> int:
+        sizes = [self.feature_count, *self.hidden_layers, 1]
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+BUILT_IN: tuple[ModelTypeSpec, ...] = (
+    ModelTypeSpec(name="calling_score", feature_count=23, target=Target.OUTCOME_SCORE, loss=Loss.MSE),
+    ModelTypeSpec(
+        name="outcome_prediction", feature_count=23, target=Target.POSITIVE_OUTCOME, loss=Loss.BCE
+    ),
+)
+
+
+class ModelTypeCatalog:
+    """The configured model types by name: the built-ins plus any from a YAML file."""
+
+    def __init__(self, specs: tuple[ModelTypeSpec, ...] | list[ModelTypeSpec] = BUILT_IN) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> ModelTypeCatalog:
+        """Built-ins, extended (or overridden by name) by `model_types:` entries of a YAML file."""
+        specs = {spec.name: spec for spec in BUILT_IN}
+        if path:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+            for entry in document.get("model_types", []):
+                spec = ModelTypeSpec.model_validate(entry)
+                specs[spec.name] = spec
+        return cls(list(specs.values()))
+
+    def get(self, name: str) -> ModelTypeSpec | None:
+        return self._specs.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)

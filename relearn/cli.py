@@ -1,0 +1,61 @@
+"""Entry point of the `relearn` console script: one subcommand module per area under commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Each module defines register(subparsers); its handlers set args.handler.
+COMMAND_MODULES = (
+    "relearn.commands.kafka",
+    "relearn.commands.topics",
+    "relearn.commands.services",
+    "relearn.commands.train",
+    "relearn.commands.models",
+    "relearn.commands.simulate",
+    "relearn.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relearn", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # an area not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's last word: a clear message, not a traceback
+        if getattr(exc, "user_facing", False) or type(exc).__name__.endswith("Error"):
+            logging.getLogger("relearn").debug("failed", exc_info=True)
+            print(f"relearn: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

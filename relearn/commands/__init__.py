@@ -1,0 +1,1 @@
+"""Subcommands of the `relearn` CLI, one module per area."""
