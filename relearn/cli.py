@@ -11,11 +11,14 @@ import sys
 COMMAND_MODULES = (
     "relearn.commands.kafka",
     "relearn.commands.topics",
-    "relearn.commands.services",
-    "relearn.commands.train",
-    "relearn.commands.models",
-    "relearn.commands.simulate",
-    "relearn.commands.demo",
+    "relearn.commands.streams",  # relearn streams
+    "relearn.commands.trainer",  # relearn trainer
+    "relearn.commands.train",  # relearn train (the manual path)
+    "relearn.commands.registry",  # relearn registry
+    "relearn.commands.models",  # relearn models list|show|promote|rollback|weights
+    "relearn.commands.simulate",  # relearn simulate
+    "relearn.commands.up",  # relearn up
+    "relearn.commands.demo",  # relearn demo (what make run runs)
 )
 
 
