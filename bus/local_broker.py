@@ -71,10 +71,9 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     target = cache_dir(version)
     libs = target / "libs"
     marker = target / ".complete"
+    require_java()
     if marker.exists():
         return libs
-    if shutil.which("java") is None:
-        raise BrokerError("java is not on PATH: install OpenJDK 17 (apt-get install openjdk-17-jre)")
     if shutil.which("mvn") is None:
         raise BrokerError("mvn is not on PATH: install Maven (apt-get install maven)")
     target.mkdir(parents=True, exist_ok=True)
@@ -82,8 +81,15 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     partial = target / "libs.partial"
     shutil.rmtree(partial, ignore_errors=True)
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(target / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}"],
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(target / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+        ],
         capture_output=True,
         text=True,
     )
@@ -94,6 +100,17 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     (target / "log4j2.xml").write_text(_LOG4J2)
     marker.write_text(version)
     return libs
+
+
+def require_java() -> None:
+    if shutil.which("java") is None:
+        raise BrokerError(
+            "java is not on PATH: install OpenJDK 17 (apt-get install openjdk-17-jre)"
+        )
+
+
+def default_heap() -> str:
+    return os.environ.get("RELEARN_KAFKA_HEAP", DEFAULT_HEAP)
 
 
 @dataclass(frozen=True)
@@ -224,13 +241,15 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_node(layout: ClusterLayout, node_id: int, libs: Path, heap: str = DEFAULT_HEAP) -> int:
+def start_node(layout: ClusterLayout, node_id: int, libs: Path, heap: str | None = None) -> int:
     """Start one formatted node in the background; returns its pid."""
     node_dir = layout.node_dir(node_id)
     log_file = node_dir / "kafka.log"
     with open(log_file, "ab") as log_handle:
         process = subprocess.Popen(
-            _java_command(libs, heap, "kafka.Kafka", str(node_dir / "server.properties")),
+            _java_command(
+                libs, heap or default_heap(), "kafka.Kafka", str(node_dir / "server.properties")
+            ),
             stdout=log_handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -240,7 +259,7 @@ def start_node(layout: ClusterLayout, node_id: int, libs: Path, heap: str = DEFA
     return process.pid
 
 
-def up(layout: ClusterLayout, timeout: float = 120.0, heap: str = DEFAULT_HEAP) -> str:
+def up(layout: ClusterLayout, timeout: float = 120.0, heap: str | None = None) -> str:
     """Format (once) and start every node; return the bootstrap servers once all are seen."""
     libs = ensure_jars()
     running = [nid for nid in layout.node_ids() if _pid_of(layout.node_dir(nid))]
@@ -263,13 +282,24 @@ def up(layout: ClusterLayout, timeout: float = 120.0, heap: str = DEFAULT_HEAP) 
         (node_dir / "server.properties").write_text(_server_properties(layout, node_id))
         if not (node_dir / "data" / "meta.properties").exists():
             result = subprocess.run(
-                _java_command(libs, "256m", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                              "-c", str(node_dir / "server.properties"), "--ignore-formatted"),
+                _java_command(
+                    libs,
+                    "256m",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(node_dir / "server.properties"),
+                    "--ignore-formatted",
+                ),
                 capture_output=True,
                 text=True,
             )
             if result.returncode != 0:
-                raise BrokerError(f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}")
+                raise BrokerError(
+                    f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}"
+                )
         if node_id not in running:
             start_node(layout, node_id, libs, heap)
     deadline = time.monotonic() + timeout

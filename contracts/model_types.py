@@ -43,7 +43,9 @@ class ModelTypeSpec(BaseModel):
 
 
 BUILT_IN: tuple[ModelTypeSpec, ...] = (
-    ModelTypeSpec(name="calling_score", feature_count=23, target=Target.OUTCOME_SCORE, loss=Loss.MSE),
+    ModelTypeSpec(
+        name="calling_score", feature_count=23, target=Target.OUTCOME_SCORE, loss=Loss.MSE
+    ),
     ModelTypeSpec(
         name="outcome_prediction", feature_count=23, target=Target.POSITIVE_OUTCOME, loss=Loss.BCE
     ),

@@ -36,8 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     existing = local_broker.read_layout(args.dir)
-    if existing and any(local_broker.status(existing).values()) and (
-        existing.nodes != args.nodes or existing.port != args.port
+    if (
+        existing
+        and any(local_broker.status(existing).values())
+        and (existing.nodes != args.nodes or existing.port != args.port)
     ):
         print(
             f"relearn: a {existing.nodes}-node cluster already runs in {args.dir}; "

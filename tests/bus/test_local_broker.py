@@ -1,0 +1,107 @@
+"""`relearn kafka up|status|down` runs a real KRaft cluster that a client we did not write can see."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+RELEARN = [sys.executable, "-m", "relearn.cli"]
+
+
+def relearn(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RELEARN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def kcat_brokers(bootstrap: str) -> list[str]:
+    listing = subprocess.run(
+        ["kcat", "-b", bootstrap, "-L", "-m", "10"], capture_output=True, text=True, timeout=30
+    )
+    assert listing.returncode == 0, listing.stderr
+    return [
+        line.strip() for line in listing.stdout.splitlines() if line.strip().startswith("broker ")
+    ]
+
+
+def java_pids_using(directory: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"java.*{directory}"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_up_is_seen_by_kcat_and_down_leaves_no_jvm(tmp_path: Path, nodes: int) -> None:
+    assert shutil.which("kcat"), "kcat is installed by scripts/system-deps.sh"
+    port = free_port(count=nodes)
+    up = relearn("kafka", "up", "--nodes", str(nodes), "--port", str(port), "--dir", str(tmp_path))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        bootstrap = up.stdout.strip().splitlines()[-1]
+        assert bootstrap == ",".join(f"127.0.0.1:{port + i}" for i in range(nodes))
+        assert len(kcat_brokers(f"127.0.0.1:{port}")) == nodes
+        status = relearn("kafka", "status", "--dir", str(tmp_path))
+        assert status.returncode == 0 and f"{nodes} broker(s) answer" in status.stdout
+        again = relearn(
+            "kafka", "up", "--nodes", str(nodes), "--port", str(port), "--dir", str(tmp_path)
+        )
+        assert again.returncode == 0 and again.stdout.strip() == bootstrap
+    finally:
+        down = relearn("kafka", "down", "--dir", str(tmp_path))
+    assert down.returncode == 0, down.stderr
+    assert java_pids_using(tmp_path) == []
+    assert relearn("kafka", "status", "--dir", str(tmp_path)).returncode == 1
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = relearn("kafka", "up", "--port", str(port), "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "taken" in result.stderr
+    assert java_pids_using(tmp_path) == []
+
+
+def test_a_broker_that_dies_during_start_shows_its_log(tmp_path: Path) -> None:
+    result = relearn(
+        "kafka",
+        "up",
+        "--port",
+        str(free_port()),
+        "--dir",
+        str(tmp_path),
+        env={"RELEARN_KAFKA_HEAP": "1k"},
+    )
+    assert result.returncode == 1
+    assert "exited during start-up" in result.stderr
+    assert "heap" in result.stderr.lower()
+    assert java_pids_using(tmp_path) == []
+
+
+def test_missing_java_is_a_clear_error(tmp_path: Path) -> None:
+    result = relearn(
+        "kafka",
+        "up",
+        "--port",
+        str(free_port()),
+        "--dir",
+        str(tmp_path),
+        env={"PATH": str(Path(sys.executable).parent)},
+    )
+    assert result.returncode == 1
+    assert "java is not on PATH" in result.stderr
