@@ -192,6 +192,20 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
+def free_port(count: int = 1) -> int:
+    """A port p with p..p+count-1 (brokers) and p+100..p+100+count-1 (controllers) free right now."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + 100 + count > 65535:
+            continue
+        candidates = [port + i for i in range(count)] + [port + 100 + i for i in range(count)]
+        if not any(_port_in_use(p) for p in candidates):
+            return port
+    raise BrokerError("no free port range found")
+
+
 def _java_command(libs: Path, heap: str, main: str, *args: str) -> list[str]:
     log4j = libs.parent / "log4j2.xml"
     return [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,24 +12,11 @@ from pathlib import Path
 import pytest
 
 from bus import local_broker
+from bus.local_broker import free_port
 from bus.admin import create_topics
 from contracts.topics import Topics
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def free_port(count: int = 1) -> int:
-    """A port p such that p .. p+count-1 and p+100 .. p+100+count-1 are free right now."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port + 100 + count > 65535:
-            continue
-        candidates = [port + i for i in range(count)] + [port + 100 + i for i in range(count)]
-        if not any(local_broker._port_in_use(p) for p in candidates):
-            return port
-    raise RuntimeError("no free port range found")
 
 
 def _docker_engine_answers() -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from bus.local_broker import free_port
 
 RELEARN = [sys.executable, "-m", "relearn.cli"]
 
