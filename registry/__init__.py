@@ -1,0 +1,1 @@
+"""The model registry: version numbers, lifecycle, traffic weights, the HTTP API and its client."""

@@ -1,0 +1,53 @@
+"""FastAPI dependencies of the registry: the service, the producer, the bearer-token check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from confluent_kafka import Producer
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from registry.service import RegistryService
+from registry.settings import RegistrySettings
+
+_bearer = HTTPBearer(auto_error=False, description="RELEARN_API_TOKEN")
+
+
+def get_service(request: Request) -> RegistryService:
+    return request.app.state.service
+
+
+def get_settings(request: Request) -> RegistrySettings:
+    return request.app.state.settings
+
+
+def get_producer(request: Request) -> Producer:
+    producer = request.app.state.producer
+    if producer is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Kafka is disabled")
+    return producer
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """401 without a bearer token, 403 with a wrong one; returns the caller's name for the log."""
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected: str = request.app.state.api_token
+    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the bearer token is not valid")
+    return "operator"
+
+
+Service = Annotated[RegistryService, Depends(get_service)]
+Settings = Annotated[RegistrySettings, Depends(get_settings)]
+KafkaProducer = Annotated[Producer, Depends(get_producer)]
+Operator = Annotated[str, Depends(require_token)]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry schema (run on start-up by the SQL store)."""

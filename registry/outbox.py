@@ -1,0 +1,99 @@
+"""Publishes committed events from the outbox table to registry-events, then marks them sent."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from registry.metrics import RegistryMetrics
+from registry.store import RegistryStore
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPublisher:
+    """Commit, then publish, then mark sent: at-least-once, in commit order per model type.
+
+    On start it publishes whatever an earlier process committed but never sent. A crash
+    between publish and mark may publish a row twice; consumers de-duplicate on event_id.
+    """
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        producer: Producer,
+        topic: str,
+        metrics: RegistryMetrics,
+        interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._topic = topic
+        self._metrics = metrics
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-outbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.publish_pending()
+            except Exception:  # the next wake-up retries; rows stay unsent, nothing is lost
+                log.exception("outbox publish failed topic=%s", self._topic)
+            self._wake.wait(self._interval)
+            self._wake.clear()
+        try:
+            self.publish_pending()
+        except Exception:
+            log.exception("final outbox publish failed topic=%s", self._topic)
+
+    def publish_pending(self) -> int:
+        """Publish every unsent row; returns how many were confirmed and marked sent."""
+        published = 0
+        while True:
+            rows = self._store.unsent_events()
+            self._metrics.outbox_unsent.set(len(rows))
+            if not rows:
+                return published
+            delivered: list[int] = []
+            failed: list[str] = []
+            for row in rows:
+                self._producer.produce(
+                    self._topic,
+                    key=row.model_type.encode(),
+                    value=row.payload,
+                    on_delivery=_delivery_callback(row.id, delivered, failed),
+                )
+            self._producer.flush(30)
+            self._store.mark_sent(delivered)
+            published += len(delivered)
+            self._metrics.events_published.inc(len(delivered))
+            if failed or len(delivered) < len(rows):
+                raise RuntimeError(
+                    f"{len(rows) - len(delivered)} registry events unsent: {failed[:3]}"
+                )
+
+
+def _delivery_callback(row_id: int, delivered: list[int], failed: list[str]) -> Any:
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            delivered.append(row_id)
+        else:
+            failed.append(str(err))
+
+    return on_delivery

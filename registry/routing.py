@@ -1,0 +1,51 @@
+"""Deterministic A/B assignment: a subject's bucket, and which version owns a bucket (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from registry.versioning import parse_version
+
+BUCKETS = 10_000
+
+
+def bucket_of(model_type: str, subject_id: str) -> int:
+    """sha256 of `model_type NUL subject_id`, first 8 bytes big-endian, mod 10,000."""
+    digest = hashlib.sha256(f"{model_type}\x00{subject_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def bucket_ranges(weights: Mapping[str, float]) -> list[tuple[str, int, int]]:
+    """`(version, start, end)` half-open ranges, versions ascending, contiguous from bucket 0.
+
+    Ascending order keeps production (older) first and candidates after it, so raising a
+    candidate's weight only moves the buckets at the boundary: the fewest subjects possible.
+    """
+    live = [(v, w) for v, w in weights.items() if w > 0]
+    total = sum(w for _, w in live)
+    if total <= 0:
+        return []
+    ranges: list[tuple[str, int, int]] = []
+    cumulative = 0.0
+    start = 0
+    ordered = sorted(live, key=lambda item: parse_version(item[0]))
+    for index, (version, weight) in enumerate(ordered):
+        cumulative += weight
+        end = BUCKETS if index == len(ordered) - 1 else round(cumulative / total * BUCKETS)
+        if end > start:
+            ranges.append((version, start, end))
+        start = max(start, end)
+    return ranges
+
+
+def version_for_bucket(weights: Mapping[str, float], bucket: int) -> str | None:
+    """The version whose range holds `bucket`; None when no version has weight."""
+    for version, start, end in bucket_ranges(weights):
+        if start <= bucket < end:
+            return version
+    return None
+
+
+def route(weights: Mapping[str, float], model_type: str, subject_id: str) -> str | None:
+    return version_for_bucket(weights, bucket_of(model_type, subject_id))
