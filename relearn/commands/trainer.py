@@ -1,0 +1,36 @@
+"""`relearn trainer`: the training worker in the foreground (a consumer group on retrain-commands)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    trainer = subparsers.add_parser(
+        "trainer",
+        help="the training worker: retrain-commands -> model-deployed",
+        description="Consume retrain-commands, train, export and validate ONNX, gate against "
+        "production, publish model-deployed (or a deployment_rejected registry event). "
+        "Settings from the environment: KAFKA_BOOTSTRAP_SERVERS, RELEARN_TOPIC_PREFIX, "
+        "RELEARN_ARTIFACT_DIR, RELEARN_REGISTRY_URL, RELEARN_STATE_DIR, RELEARN_FAULTS_DIR, "
+        "RELEARN_TRAINING_WINDOW_DAYS, RELEARN_TRAINING_MIN_SAMPLES, RELEARN_GATE_TOLERANCE, ...",
+    )
+    trainer.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from training.service import run_trainer
+    from training.settings import TrainerSettings
+
+    settings = TrainerSettings()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    run_trainer(settings, stop)
+    return 0

@@ -1,0 +1,56 @@
+"""The deployment gate: is a candidate not worse than production on the same test rows? No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class GateOutcome(StrEnum):
+    PASSED = "passed"
+    REJECTED = "rejected"
+    NO_PRODUCTION = "no_production"
+    REGISTRY_UNREACHABLE = "registry_unreachable"
+    INCOMPATIBLE_PRODUCTION = "incompatible_production"
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    outcome: GateOutcome
+    candidate_loss: float
+    production_loss: float | None = None
+    production_version: str | None = None
+    tolerance: float = 0.0
+    detail: str = ""
+
+    @property
+    def deploy(self) -> bool:
+        return self.outcome is not GateOutcome.REJECTED
+
+
+def judge(
+    candidate_loss: float,
+    production_loss: float,
+    tolerance: float,
+    production_version: str | None = None,
+) -> GateVerdict:
+    """Reject when the candidate's test loss exceeds production's by more than `tolerance`."""
+    limit = production_loss * (1.0 + tolerance)
+    passed = candidate_loss <= limit
+    detail = (
+        f"candidate test loss {candidate_loss:.6g} vs production {production_version or '?'} "
+        f"{production_loss:.6g} (limit {limit:.6g}, tolerance {tolerance:.0%})"
+    )
+    return GateVerdict(
+        outcome=GateOutcome.PASSED if passed else GateOutcome.REJECTED,
+        candidate_loss=candidate_loss,
+        production_loss=production_loss,
+        production_version=production_version,
+        tolerance=tolerance,
+        detail=detail,
+    )
+
+
+def skipped(outcome: GateOutcome, candidate_loss: float, detail: str) -> GateVerdict:
+    """No comparison was possible; the candidate deploys and the reason is recorded."""
+    return GateVerdict(outcome=outcome, candidate_loss=candidate_loss, detail=detail)

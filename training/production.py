@@ -1,0 +1,80 @@
+"""The production model the gate compares against, fetched from the registry's HTTP API (a port)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from training.errors import RegistryUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProductionModel:
+    version: str
+    onnx: bytes
+
+
+class ProductionModelSource(Protocol):
+    """None when the model type has no production version; RegistryUnavailableError when unknown."""
+
+    def production_model(self, model_type: str) -> ProductionModel | None: ...
+
+
+class FixedProductionSource:
+    """A production model handed in (tests, the manual path with a local baseline), or none."""
+
+    def __init__(self, model: ProductionModel | None = None) -> None:
+        self._model = model
+
+    def production_model(self, model_type: str) -> ProductionModel | None:
+        return self._model
+
+
+class RegistryHttp:
+    """The registry routes the trainer reads: GET /models, .../versions/{v}, .../artifact."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    def _get(self, path: str) -> httpx.Response:
+        try:
+            response = httpx.get(f"{self._base_url}{path}", timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailableError(f"registry {self._base_url} unreachable: {exc}") from exc
+        if response.status_code >= 500:
+            raise RegistryUnavailableError(f"registry GET {path}: HTTP {response.status_code}")
+        return response
+
+    def production_model(self, model_type: str) -> ProductionModel | None:
+        response = self._get("/models")
+        if response.status_code != 200:
+            raise RegistryUnavailableError(f"registry GET /models: HTTP {response.status_code}")
+        entry = next((m for m in response.json() if m.get("model_type") == model_type), None)
+        production = (entry or {}).get("production")
+        if not production:
+            return None
+        version = production["version"]
+        artifact = self._get(f"/models/{model_type}/versions/{version}/artifact")
+        if artifact.status_code != 200:
+            raise RegistryUnavailableError(
+                f"registry artifact of {model_type} {version}: HTTP {artifact.status_code}"
+            )
+        return ProductionModel(version=version, onnx=artifact.content)
+
+    def version_record(self, model_type: str, version: str) -> dict[str, Any]:
+        """One version object (lineage, metrics...); LookupError when there is none."""
+        response = self._get(f"/models/{model_type}/versions/{version}")
+        if response.status_code == 404:
+            raise LookupError(f"the registry has no {model_type} {version}")
+        if response.status_code != 200:
+            raise RegistryUnavailableError(
+                f"registry GET version {model_type} {version}: HTTP {response.status_code}"
+            )
+        record: dict[str, Any] = response.json()
+        return record

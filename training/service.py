@@ -1,0 +1,83 @@
+"""Wires the trainer from its settings: the adapters, the pipeline, the worker and its consumer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from bus.clients import make_consumer, make_producer
+from training.artifacts import ArtifactStore, LocalArtifactStore
+from training.ledger import SqliteCommandLedger
+from training.pipeline import PipelineConfig, TrainingPipeline
+from training.production import ProductionModelSource, RegistryHttp
+from training.samples import KafkaSampleReader, SampleSource
+from training.settings import TrainerSettings
+from training.worker import RetrainWorker
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_config(settings: TrainerSettings) -> PipelineConfig:
+    return PipelineConfig(
+        hyper=settings.hyperparameters(),
+        min_samples=settings.training_min_samples,
+        gate_tolerance=settings.gate_tolerance,
+        parity_atol=settings.parity_atol,
+        parity_rtol=settings.parity_rtol,
+        opset=settings.onnx_opset,
+    )
+
+
+def build_pipeline(
+    settings: TrainerSettings, production: ProductionModelSource | None = None, faults: bool = True
+) -> TrainingPipeline:
+    return TrainingPipeline(
+        catalog=settings.model_types(),
+        config=pipeline_config(settings),
+        production=production or RegistryHttp(settings.registry_url, settings.registry_timeout),
+        faults_dir=settings.faults_dir if faults else None,
+    )
+
+
+def build_worker(
+    settings: TrainerSettings,
+    *,
+    pipeline: TrainingPipeline | None = None,
+    production: ProductionModelSource | None = None,
+    samples: SampleSource | None = None,
+    artifacts: ArtifactStore | None = None,
+) -> RetrainWorker:
+    return RetrainWorker(
+        topics=settings.topics,
+        pipeline=pipeline or build_pipeline(settings, production),
+        samples=samples
+        or KafkaSampleReader(settings.bootstrap_servers, settings.topics.training_samples),
+        artifacts=artifacts or LocalArtifactStore(settings.artifact_dir),
+        ledger=SqliteCommandLedger(settings.ledger_path),
+        producer=make_producer(settings.bootstrap_servers),
+        window=timedelta(days=settings.training_window_days),
+    )
+
+
+def make_command_consumer(settings: TrainerSettings, **overrides: Any) -> Consumer:
+    """The group's consumer; offsets are committed by the worker, after the outcome is published."""
+    config: dict[str, Any] = {"enable.auto.commit": False}
+    config.update(overrides)
+    return make_consumer(settings.bootstrap_servers, settings.trainer_group_id, **config)
+
+
+def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
+    """`relearn trainer`: consume retrain-commands until `stop` is set."""
+    worker = build_worker(settings)
+    log.info(
+        "trainer starting bootstrap=%s group=%s artifacts=%s registry=%s",
+        settings.bootstrap_servers,
+        settings.trainer_group_id,
+        settings.artifact_dir,
+        settings.registry_url,
+    )
+    worker.run(make_command_consumer(settings), stop)

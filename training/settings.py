@@ -1,0 +1,48 @@
+"""The trainer's settings, read from the environment (prefix RELEARN_) by the entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from bus.settings import KafkaSettings
+from training.hyperparameters import Hyperparameters
+
+
+class TrainerSettings(KafkaSettings):
+    """`relearn trainer` and `relearn train`: where data, artifacts, registry are; how to train."""
+
+    artifact_dir: Path = Path(".relearn/artifacts")
+    registry_url: str = "http://127.0.0.1:8080"
+    registry_timeout: float = Field(default=5.0, gt=0)
+    faults_dir: Path = Path(".relearn/faults")
+    trainer_group_id: str = "relearn-trainer"
+    training_window_days: float = Field(default=90.0, gt=0)
+    training_min_samples: int = Field(default=200, ge=3)
+    gate_tolerance: float = Field(default=0.05, ge=0)
+    training_seed: int = 42
+    training_max_epochs: int = Field(default=100, ge=1)
+    training_patience: int = Field(default=10, ge=1)
+    training_batch_size: int = Field(default=256, ge=1)
+    training_learning_rate: float = Field(default=1e-3, gt=0)
+    training_threads: int = Field(default=1, ge=1)
+    parity_atol: float = Field(default=1e-5, ge=0)
+    parity_rtol: float = Field(default=1e-4, ge=0)
+    onnx_opset: int = Field(default=17, ge=13)
+    # How long a poll of retrain-commands waits; short, so signals and finished runs are seen.
+    poll_timeout: float = Field(default=0.5, gt=0)
+
+    def hyperparameters(self) -> Hyperparameters:
+        return Hyperparameters(
+            seed=self.training_seed,
+            max_epochs=self.training_max_epochs,
+            patience=self.training_patience,
+            batch_size=self.training_batch_size,
+            learning_rate=self.training_learning_rate,
+            threads=self.training_threads,
+        )
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "trainer-commands.sqlite"

@@ -1,0 +1,270 @@
+"""The retrain-commands consumer: one command at a time, trained in a thread while polling goes on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from pydantic import ValidationError
+
+from contracts.events import Lineage, RetrainRequested, to_json, utc_now
+from contracts.topics import Topics
+from training.artifacts import ArtifactStore
+from training.errors import InvalidCommandError, TrainingError
+from training.fit import EpochReport
+from training.ledger import CommandLedger, RecordedOutcome
+from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
+from training.samples import SampleSource
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailedError(Exception):
+    """The outcome could not be written; the offset stays uncommitted and the worker stops."""
+
+
+class TrainingCancelledError(Exception):
+    """The worker is stopping; the command is left uncommitted for the next owner."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    recorded: RecordedOutcome
+    republished: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RetrainWorker:
+    """Settles each retrain command once: a model-deployed event or a deployment_rejected one."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        pipeline: TrainingPipeline,
+        samples: SampleSource,
+        artifacts: ArtifactStore,
+        ledger: CommandLedger,
+        producer: Producer,
+        window: timedelta,
+        publish_timeout: float = 30.0,
+    ) -> None:
+        self.topics = topics
+        self.pipeline = pipeline
+        self.samples = samples
+        self.artifacts = artifacts
+        self.ledger = ledger
+        self.producer = producer
+        self.window = window
+        self.publish_timeout = publish_timeout
+        self._stopping = threading.Event()
+
+    # -- one command (runs on the training thread) --------------------------------------------
+
+    def handle_retrain_command(
+        self, key: bytes | None, value: bytes | None, source: str, now: datetime | None = None
+    ) -> CommandOutcome:
+        """Train for one command, or recall what it yielded; the outcome is recorded, not sent."""
+        try:
+            command = RetrainRequested.model_validate_json(value or b"")
+        except ValidationError as exc:
+            return self._reject_unreadable(key, source, exc)
+        known = self.ledger.outcome_of(command.command_id)
+        if known is not None:
+            log.info(
+                "command already settled command_id=%s model_type=%s outcome=%s event_id=%s",
+                command.command_id,
+                command.model_type,
+                known.kind,
+                known.event_id,
+            )
+            return CommandOutcome(known, republished=True)
+
+        log.info(
+            "retrain command command_id=%s model_type=%s reason=%s source=%s",
+            command.command_id,
+            command.model_type,
+            command.reason,
+            source,
+        )
+        timings: dict[str, float] = {}
+        try:
+            spec = self.pipeline.spec_for(command.model_type)
+            started = time.perf_counter()
+            read = self.samples.read_window(spec, (now or utc_now()) - self.window)
+            timings["read"] = time.perf_counter() - started
+            candidate = self.pipeline.build(spec, read.dataset, on_epoch=self._check_stop)
+            timings.update(candidate.timings)
+            started = time.perf_counter()
+            stored = self.artifacts.put(spec.name, candidate.proven.onnx)
+            timings["store"] = time.perf_counter() - started
+            lineage = Lineage(
+                topic=read.topic,
+                offsets=read.lineage_offsets(),
+                seed=self.pipeline.config.hyper.seed,
+                package_version=package_version(),
+            )
+            event = deployment_event(candidate, stored, command.command_id, lineage)
+            outcome = RecordedOutcome(
+                command.command_id,
+                "deployed",
+                event.deployment_id,
+                self.topics.model_deployed,
+                spec.name.encode(),
+                to_json(event),
+            )
+            log.info(
+                "model ready command_id=%s model_type=%s deployment_id=%s sha256=%s "
+                "test_loss=%.6f gate=%s",
+                command.command_id,
+                spec.name,
+                event.deployment_id,
+                event.sha256,
+                event.metrics.test_loss,
+                candidate.gate.outcome,
+            )
+        except TrainingError as exc:
+            log.error(
+                "deployment rejected command_id=%s model_type=%s reason=%s: %s",
+                command.command_id,
+                command.model_type,
+                exc.reason,
+                exc.detail,
+            )
+            rejection = rejection_event(command.model_type, command.command_id, exc)
+            outcome = RecordedOutcome(
+                command.command_id,
+                "rejected",
+                rejection.event_id,
+                self.topics.registry_events,
+                command.model_type.encode(),
+                to_json(rejection),
+            )
+        return CommandOutcome(self.ledger.record(outcome), republished=False, timings=timings)
+
+    def _reject_unreadable(
+        self, key: bytes | None, source: str, exc: ValidationError
+    ) -> CommandOutcome:
+        ledger_id = f"unreadable:{source}"
+        known = self.ledger.outcome_of(ledger_id)
+        if known is not None:
+            return CommandOutcome(known, republished=True)
+        first = exc.errors()[0] if exc.errors() else {}
+        error = InvalidCommandError(
+            f"not a valid retrain command: {first.get('type', 'invalid')} at "
+            f"{'.'.join(str(p) for p in first.get('loc', ())) or 'top level'}: {first.get('msg', exc)}"
+        )
+        model_type = (key or b"").decode("utf-8", errors="replace")
+        log.error("deployment rejected source=%s reason=%s: %s", source, error.reason, error.detail)
+        rejection = rejection_event(model_type, None, error, extra={"source": source})
+        outcome = RecordedOutcome(
+            ledger_id,
+            "rejected",
+            rejection.event_id,
+            self.topics.registry_events,
+            model_type.encode(),
+            to_json(rejection),
+        )
+        return CommandOutcome(self.ledger.record(outcome), republished=False)
+
+    def _check_stop(self, report: EpochReport) -> None:
+        if self._stopping.is_set():
+            raise TrainingCancelledError(f"stopping at epoch {report.epoch}")
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, outcome: RecordedOutcome) -> None:
+        """Write the outcome and wait for the broker's acknowledgement."""
+        failures: list[Any] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+
+        self.producer.produce(
+            outcome.topic, key=outcome.key, value=outcome.value, on_delivery=delivered
+        )
+        remaining = self.producer.flush(self.publish_timeout)
+        if failures or remaining:
+            raise PublishFailedError(
+                f"publishing {outcome.kind} {outcome.event_id} to {outcome.topic} failed: "
+                f"{failures or f'{remaining} message(s) undelivered'}"
+            )
+        log.info(
+            "published %s topic=%s event_id=%s command_id=%s",
+            outcome.kind,
+            outcome.topic,
+            outcome.event_id,
+            outcome.command_id,
+        )
+
+    # -- the consumer loop --------------------------------------------------------------------
+
+    def run(self, consumer: Consumer, stop: threading.Event) -> None:
+        """Poll until `stop`; while a command trains its partitions are paused but polling goes on,
+        so a run longer than max.poll.interval.ms never triggers a rebalance."""
+        consumer.subscribe([self.topics.retrain_commands])
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
+        pending: tuple[Message, Future[CommandOutcome]] | None = None
+        log.info("trainer consuming %s", self.topics.retrain_commands)
+        try:
+            while not stop.is_set():
+                message = consumer.poll(0.5)
+                if pending is not None and pending[1].done():
+                    self._settle(consumer, *pending)
+                    pending = None
+                    consumer.resume(consumer.assignment())
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    log.warning("consumer error: %s", message.error())
+                    continue
+                if pending is not None:
+                    # Fetched before the pause took hold, or assigned by a rebalance: hand it back.
+                    here = TopicPartition(message.topic(), message.partition(), message.offset())
+                    consumer.seek(here)
+                    consumer.pause([here])
+                    continue
+                consumer.pause(consumer.assignment())
+                source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+                future = executor.submit(
+                    self.handle_retrain_command, message.key(), message.value(), source
+                )
+                pending = (message, future)
+        finally:
+            self._stopping.set()
+            if pending is not None:
+                log.info("stopping with a command in training; it stays uncommitted")
+            executor.shutdown(wait=True, cancel_futures=True)
+            consumer.close()
+            self._stopping.clear()
+
+    def _settle(self, consumer: Consumer, message: Message, future: Future[CommandOutcome]) -> None:
+        """Publish the recorded outcome, then (only then) commit the command's offset."""
+        outcome = (
+            future.result()
+        )  # anything but a TrainingError is not a verdict: it stops the worker
+        self.publish(outcome.recorded)
+        next_offset = TopicPartition(message.topic(), message.partition(), message.offset() + 1)
+        try:
+            consumer.commit(offsets=[next_offset], asynchronous=False)
+        except (
+            Exception
+        ) as exc:  # e.g. the partition moved in a rebalance; the ledger covers a redelivery
+            log.warning(
+                "commit of %s failed (%s); a redelivery will republish the recorded outcome",
+                next_offset,
+                exc,
+            )
+        if outcome.timings:
+            log.info(
+                "command settled command_id=%s timings %s",
+                outcome.recorded.command_id,
+                " ".join(f"{k}={v:.3f}s" for k, v in outcome.timings.items()),
+            )
