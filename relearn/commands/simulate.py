@@ -1,0 +1,169 @@
+"""`relearn simulate`: synthetic outcome events with a known ground truth (see simulator/scenarios.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCENARIOS = ("steady", "good-candidate", "bad-candidate", "aa")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="synthetic outcome events with a known ground truth",
+        description="Subjects from a fixed distribution, a hidden ground truth, scores served "
+        "by the registry (ModelRouter), an app that contacts the best-scored 30%; "
+        "outcome events to Kafka keyed by subject_id.",
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, default="steady")
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s (0 = unlimited)")
+    parser.add_argument("--events", type=int, default=1000, help="messages to send")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the event stream")
+    parser.add_argument(
+        "--model-type",
+        action="append",
+        dest="model_types",
+        help="model type(s) to simulate; repeat for several (default calling_score)",
+    )
+    parser.add_argument("--ground-truth", type=Path, help="write what was sent as JSON here")
+    parser.add_argument("--invalid-fraction", type=_fraction, default=0.0)
+    parser.add_argument("--duplicate-fraction", type=_fraction, default=0.0)
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask the registry: every score is the default (v0.0)",
+    )
+    parser.add_argument("--world-seed", type=int, help="seed of the hidden world (default fixed)")
+    parser.add_argument("--bad-strength", type=float, default=0.0, help="bad-candidate fault")
+    parser.add_argument("--good-strength", type=float, default=0.0, help="good-candidate fault")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from simulator.ground_truth import GroundTruth
+    from simulator.publisher import KafkaPublisher
+    from simulator.runner import DefaultScorer, Simulation, SimulationConfig
+    from simulator.scenarios import Scenario
+    from simulator.settings import SimulatorSettings
+    from simulator.world import WORLD_SEED
+
+    settings = SimulatorSettings()
+    config = SimulationConfig(
+        scenario=Scenario(args.scenario),
+        events=args.events,
+        rate=args.rate,
+        seed=args.seed,
+        model_types=tuple(args.model_types or ["calling_score"]),
+        invalid_fraction=args.invalid_fraction,
+        duplicate_fraction=args.duplicate_fraction,
+        faults_dir=settings.faults_dir,
+        world_seed=WORLD_SEED if args.world_seed is None else args.world_seed,
+        bad_strength=args.bad_strength,
+        good_strength=args.good_strength,
+    )
+    catalog = settings.model_types()
+    unknown = [t for t in config.model_types if t not in catalog]
+    if unknown:
+        print(
+            f"relearn: error: unknown model type(s) {unknown}; known: {catalog.names()}",
+            file=sys.stderr,
+        )
+        return 2
+    router = None
+    if args.offline:
+        scorer = DefaultScorer()
+    else:
+        from registry.client import ModelRouter
+
+        router = ModelRouter(settings.registry_url)
+        scorer = router
+    publisher = KafkaPublisher(settings.bootstrap_servers, settings.topics.outcome_events)
+    simulation = Simulation(config, scorer, publisher)
+    log.info(
+        "simulating %s: %d messages at %s/s to %s (seed %d)",
+        config.scenario.value,
+        config.events,
+        config.rate or "unlimited",
+        settings.topics.outcome_events,
+        config.seed,
+    )
+
+    console = Console(stderr=True)
+    show = not args.no_progress and console.is_terminal
+    progress = Progress(
+        TextColumn("[bold]{task.fields[scenario]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[served]}"),
+        console=console,
+        disable=not show,
+    )
+    task = progress.add_task(
+        "simulate", total=config.events, scenario=config.scenario.value, served=""
+    )
+
+    def report(truth: GroundTruth) -> None:
+        served = "  ".join(f"{k} {v}" for k, v in sorted(truth.served_visits.items()))
+        progress.update(task, completed=truth.messages_produced, served=served)
+
+    truth = None
+    try:
+        with progress:
+            truth = simulation.run(progress=report)
+    finally:
+        truth = simulation.truth
+        if router is not None:
+            router.close()
+        if args.ground_truth:
+            truth.write(args.ground_truth)
+
+    table = Table(title=f"relearn simulate --scenario {config.scenario.value}: what was sent")
+    for column in (
+        "model type",
+        "version",
+        "day",
+        "events",
+        "positive rate",
+        "avg prediction",
+        "mean sq. error",
+    ):
+        table.add_column(column)
+    for model_type, versions in truth.as_dict()["valid"].items():
+        for version, days in versions.items():
+            for day, row in days.items():
+                table.add_row(
+                    model_type,
+                    version,
+                    day,
+                    str(row["events"]),
+                    f"{row['positive_outcome_rate']:.3f}",
+                    f"{row['avg_prediction']:.3f}",
+                    f"{row['mean_squared_error']:.4f}",
+                )
+    Console().print(table)
+    print(
+        f"messages {truth.messages_produced}: valid {truth.valid_events}, "
+        f"invalid {truth.invalid_events} {dict(truth.invalid_by_reason)}, "
+        f"duplicates {truth.duplicates}, delivery failures {truth.delivery_failures}"
+    )
+    for fault in truth.faults_written:
+        print(f"fault written: {fault['path']} = {fault['strength']}")
+    return 0 if truth.delivery_failures == 0 else 1
