@@ -1,0 +1,1 @@
+"""The streams service: a faust app that validates, de-duplicates and counts outcome events."""

@@ -1,0 +1,315 @@
+"""What the agents do with one message, over mutable mappings (the faust tables in production).
+
+Every state change is idempotent: each stored value remembers, per source partition, the last
+offset it applied, so a message read again after a crash or a rebalance changes nothing twice.
+A replayed message re-writes the values it touched (healing a changelog write lost in the crash)
+and re-sends the commands it emitted, with the same command ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from contracts.events import (
+    RegistryCommandIssued,
+    RetrainReason,
+    RetrainRequested,
+    TrainingSampleForwarded,
+    to_json,
+)
+from contracts.model_types import ModelTypeCatalog
+from contracts.validation import OutcomeRejected, validate_outcome
+from streams import abtest, rules
+from streams.registry_view import ModelTypeView
+
+log = logging.getLogger(__name__)
+
+SOURCE_PARTITION_HEADER = "source.partition"
+SOURCE_OFFSET_HEADER = "source.offset"
+# Commands remembered per model type for re-sending on replay (more than can follow one commit).
+REMEMBERED_COMMANDS = 16
+
+
+class Output:
+    """Which topic an emitted command goes to."""
+
+    RETRAIN = "retrain"
+    REGISTRY = "registry"
+
+
+@dataclass(frozen=True)
+class Emitted:
+    output: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    """What to do after one outcome event: forward it, dead-letter it, or nothing (duplicate)."""
+
+    forward: bytes | None = None
+    model_type: str | None = None
+    rejected: OutcomeRejected | None = None
+    duplicate: bool = False
+
+
+def handle_outcome(
+    raw: bytes | None,
+    partition: int,
+    offset: int,
+    seen: MutableMapping[str, Any],
+    rejections: MutableMapping[str, Any],
+    catalog: ModelTypeCatalog,
+    now: datetime,
+) -> OutcomeResult:
+    """Validate, de-duplicate and prepare the training sample of one outcome event."""
+    try:
+        event = validate_outcome(raw, catalog, now)
+    except OutcomeRejected as rejected:
+        count_rejection(rejections, rejected.reason.value, partition, offset)
+        return OutcomeResult(rejected=rejected)
+    event_id = str(event.event_id)
+    sighting = rules.classify_sighting(seen.get(event_id), partition, offset)
+    if sighting is rules.Sighting.DUPLICATE:
+        return OutcomeResult(duplicate=True)
+    seen[event_id] = [partition, offset]  # (re-)written on replay too: heals a lost changelog write
+    sample = TrainingSampleForwarded.from_outcome(event)
+    return OutcomeResult(forward=to_json(sample), model_type=event.model_type)
+
+
+def count_rejection(
+    rejections: MutableMapping[str, Any], reason: str, partition: int, offset: int
+) -> None:
+    key = f"{reason}@{partition}"
+    value = rejections.get(key) or {"count": 0, "offset": -1}
+    if offset > value["offset"]:
+        value = {"count": value["count"] + 1, "offset": offset}
+    rejections[key] = value
+
+
+def rejection_counts(rejections: Mapping[str, Any]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for key, value in rejections.items():
+        reason = key.rsplit("@", 1)[0]
+        totals[reason] = totals.get(reason, 0) + int(value["count"])
+    return totals
+
+
+# ---------------------------------------------------------------------------------------------
+# Per model type: the retrain counter, the A/B test, and what they emitted.
+
+
+@dataclass
+class ModelTypeState:
+    counter: rules.RetrainCounter = field(default_factory=rules.RetrainCounter)
+    ab: abtest.AbState = field(default_factory=abtest.AbState)
+    applied: dict[str, int] = field(default_factory=dict)
+    emitted: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counter": self.counter.to_dict(),
+            "ab": self.ab.to_dict(),
+            "applied": self.applied,
+            "emitted": self.emitted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ModelTypeState:
+        if not data:
+            return cls()
+        return cls(
+            counter=rules.RetrainCounter.from_dict(data["counter"]),
+            ab=abtest.AbState.from_dict(data.get("ab") or {}),
+            applied=dict(data.get("applied") or {}),
+            emitted=list(data.get("emitted") or []),
+        )
+
+    def remember(self, source: str, offset: int, emitted: Emitted) -> None:
+        record = {"source": source, "offset": offset, "output": emitted.output}
+        record["value"] = emitted.value.decode()
+        self.emitted = [*self.emitted, record][-REMEMBERED_COMMANDS:]
+
+    def emitted_at(self, source: str, offset: int) -> list[Emitted]:
+        return [
+            Emitted(record["output"], self_key(record), record["value"].encode())
+            for record in self.emitted
+            if record["source"] == source and record["offset"] == offset
+        ]
+
+
+def self_key(record: Mapping[str, Any]) -> str:
+    return str(orjson.loads(record["value"])["model_type"])
+
+
+@dataclass(frozen=True)
+class StreamRules:
+    """The settings the per-model-type rules need."""
+
+    retrain_sample_threshold: int
+    retrain_max_age_seconds: float
+    rollback_alpha: float
+    abtest_min_samples: int
+
+
+def _retrain_command(
+    counter: rules.RetrainCounter,
+    model_type: str,
+    reason: RetrainReason,
+    view: ModelTypeView | None,
+    now: float,
+) -> Emitted:
+    command = RetrainRequested(
+        command_id=rules.command_id(counter),
+        model_type=model_type,
+        reason=reason,
+        new_samples=counter.new_samples,
+        requested_at=datetime.fromtimestamp(now, UTC),
+        baseline_version=view.production if view else None,
+    )
+    return Emitted(Output.RETRAIN, model_type, to_json(command))
+
+
+def handle_sample(
+    value: bytes,
+    source_partition: int,
+    source_offset: int,
+    states: MutableMapping[str, Any],
+    performance: MutableMapping[str, Any],
+    views: Mapping[str, ModelTypeView],
+    settings: StreamRules,
+    now: float,
+) -> list[Emitted]:
+    """Count one forwarded sample, update its day, feed the A/B test; returns what to send."""
+    sample = orjson.loads(value)
+    model_type: str = sample["model_type"]
+    version: str = sample["model_version"]
+    source = rules.source_name("o", source_partition)
+
+    day = sample["occurred_at"][:10]  # the contract serializes UTC: YYYY-MM-DD...
+    key = rules.performance_key(model_type, version, day)
+    stored = performance.get(key) or {"p": [0, 0, 0.0, 0.0], "applied": {}}
+    if not rules.is_applied(stored["applied"], source, source_offset):
+        daily = rules.DailyPerformance(*stored["p"]).add(
+            sample["positive_outcome"], sample["prediction"], sample["outcome_score"]
+        )
+        stored = {
+            "p": [daily.sample_count, daily.positives, daily.prediction_sum,
+                  daily.outcome_score_sum],
+            "applied": rules.with_applied(stored["applied"], source, source_offset),
+        }
+    performance[key] = stored
+
+    state = ModelTypeState.from_dict(states.get(model_type))
+    if rules.is_applied(state.applied, source, source_offset):
+        states[model_type] = state.to_dict()
+        return state.emitted_at(source, source_offset)
+
+    emitted: list[Emitted] = []
+    view = views.get(model_type)
+    counter, crossed = rules.count_sample(state.counter, settings.retrain_sample_threshold, now)
+    if crossed:
+        emitted.append(
+            _retrain_command(counter, model_type, RetrainReason.SAMPLE_THRESHOLD, view, now)
+        )
+        counter = rules.after_command(counter, now)
+    state.counter = counter
+
+    experiment = abtest.experiment_of(view)
+    if experiment is not None or state.ab.experiment:
+        occurred_at = datetime.fromisoformat(sample["occurred_at"])
+        ab = abtest.observe(
+            state.ab, experiment, version, sample["positive_outcome"], sample["prediction"],
+            sample["outcome_score"], occurred_at,
+        )
+        ab, decision = abtest.look(ab, settings.rollback_alpha, settings.abtest_min_samples)
+        if decision is not None:
+            command: RegistryCommandIssued = abtest.command_for(ab, decision, model_type)
+            log.info(
+                "A/B decision model_type=%s version=%s verdict=%s evidence=%s",
+                model_type, ab.candidate, decision.verdict.value, decision.evidence(),
+            )
+            emitted.append(Emitted(Output.REGISTRY, model_type, to_json(command)))
+        state.ab = ab
+
+    for item in emitted:
+        state.remember(source, source_offset, item)
+    state.applied = rules.with_applied(state.applied, source, source_offset)
+    states[model_type] = state.to_dict()
+    return emitted
+
+
+def handle_tick(
+    model_type: str,
+    tick_partition: int,
+    tick_offset: int,
+    states: MutableMapping[str, Any],
+    views: Mapping[str, ModelTypeView],
+    settings: StreamRules,
+    now: float,
+) -> list[Emitted]:
+    """The schedule trigger for one model type, asked by the leader's timer."""
+    stored = states.get(model_type)
+    if stored is None:
+        return []
+    state = ModelTypeState.from_dict(stored)
+    source = rules.source_name("t", tick_partition)
+    if rules.is_applied(state.applied, source, tick_offset):
+        states[model_type] = state.to_dict()
+        return state.emitted_at(source, tick_offset)
+    emitted: list[Emitted] = []
+    if rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
+        emitted.append(
+            _retrain_command(
+                state.counter, model_type, RetrainReason.SCHEDULE, views.get(model_type), now
+            )
+        )
+        state.counter = rules.after_command(state.counter, now)
+    for item in emitted:
+        state.remember(source, tick_offset, item)
+    state.applied = rules.with_applied(state.applied, source, tick_offset)
+    states[model_type] = state.to_dict()
+    return emitted
+
+
+# ---------------------------------------------------------------------------------------------
+# Read side of the web views.
+
+
+def performance_rows(
+    performance: Mapping[str, Any], model_type: str, days: int, today: datetime
+) -> list[dict[str, Any]]:
+    first = rules.first_day_of_window(today.astimezone(UTC).date(), days)
+    rows = []
+    for key, stored in performance.items():
+        key_type, version, day = rules.split_performance_key(key)
+        if key_type == model_type and day >= first:
+            rows.append(rules.DailyPerformance(*stored["p"]).row(key_type, version, day))
+    rows.sort(key=lambda row: (row["day"], row["version"]))
+    return rows
+
+
+def samples_view(
+    states: Mapping[str, Any], model_type: str, threshold: int
+) -> dict[str, Any]:
+    state = ModelTypeState.from_dict(states.get(model_type))
+    last = state.counter.last_retrain_at
+    return {
+        "model_type": model_type,
+        "new_samples": state.counter.new_samples,
+        "last_retrain_at": datetime.fromtimestamp(last, UTC).isoformat() if last else None,
+        "retrain_commands": state.counter.commands,
+        "threshold": threshold,
+    }
+
+
+def abtest_view(states: Mapping[str, Any], model_type: str) -> dict[str, Any]:
+    return abtest.summary(ModelTypeState.from_dict(states.get(model_type)).ab, model_type)
+

@@ -1,0 +1,60 @@
+"""What streams knows of each model type's versions, folded from registry-events (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts.events import RegistryEventOccurred
+
+PRODUCTION = "production"
+STAGING = "staging"
+
+
+def _version_number(version: str) -> tuple[int, int]:
+    major, _, minor = version.lstrip("v").partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return (-1, -1)
+
+
+@dataclass(frozen=True)
+class ModelTypeView:
+    """Statuses and the full weight map of one model type, as of its last registry event."""
+
+    model_type: str
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+    changed_at: datetime | None = None  # when the weights last changed
+
+    @property
+    def production(self) -> str | None:
+        versions = [v for v, status in self.statuses.items() if status == PRODUCTION]
+        return max(versions, key=_version_number) if versions else None
+
+    @property
+    def candidate(self) -> str | None:
+        """The newest staging version that receives traffic (the one under A/B test)."""
+        versions = [
+            v
+            for v, status in self.statuses.items()
+            if status == STAGING and self.weights.get(v, 0.0) > 0.0
+        ]
+        return max(versions, key=_version_number) if versions else None
+
+
+def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurred) -> ModelTypeView:
+    """The view after one registry event (each event carries the full weight map after it)."""
+    current = view or ModelTypeView(model_type=event.model_type)
+    statuses = dict(current.statuses)
+    if event.version and event.status:
+        statuses[event.version] = event.status
+    weights = dict(event.weights) if event.weights or event.version else dict(current.weights)
+    changed_at = current.changed_at
+    if weights != dict(current.weights):
+        changed_at = event.occurred_at
+    return ModelTypeView(
+        model_type=event.model_type, statuses=statuses, weights=weights, changed_at=changed_at
+    )

@@ -1,0 +1,181 @@
+"""Pure rules of streams: replay detection, de-duplication, daily aggregates, retrain trigger.
+
+Nothing here does I/O; the faust agents call these functions and store what they return.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------
+# Idempotence: every stored value remembers, per source partition, the last offset it applied.
+
+
+def source_name(kind: str, partition: int) -> str:
+    """The name under which a value remembers its progress in one source partition."""
+    return f"{kind}{partition}"
+
+
+def is_applied(applied: Mapping[str, int], source: str, offset: int) -> bool:
+    """True when the message at `offset` of `source` was already applied (a replay)."""
+    last = applied.get(source)
+    return last is not None and offset <= last
+
+
+def with_applied(applied: Mapping[str, int], source: str, offset: int) -> dict[str, int]:
+    return {**applied, source: offset}
+
+
+# ---------------------------------------------------------------------------------------------
+# De-duplication on event_id within a window.
+
+
+class Sighting(StrEnum):
+    NEW = "new"  # first time this event_id is seen
+    REPLAY = "replay"  # the very message seen before, read again after a restart: not a duplicate
+    DUPLICATE = "duplicate"  # another message with an event_id already seen: drop it
+
+
+def classify_sighting(
+    first_seen: tuple[int, int] | list[int] | None, partition: int, offset: int
+) -> Sighting:
+    """Decide from where an event_id was first seen (partition, offset) what this message is.
+
+    Remembering the first position, not just "seen", keeps the rule exact across crashes: a
+    message replayed after a restart finds its own position and is processed again (its
+    downstream effects are idempotent), while a true repeat finds another position.
+    """
+    if first_seen is None:
+        return Sighting.NEW
+    seen_partition, seen_offset = first_seen
+    if seen_partition == partition and seen_offset == offset:
+        return Sighting.REPLAY
+    return Sighting.DUPLICATE
+
+
+def dedupe_ttl_seconds(window_hours: float) -> int:
+    """Seconds an event_id must be kept so that a repeat within the window is always caught.
+
+    RocksDB's TTL never drops an entry younger than the TTL (it drops older ones at compaction),
+    so rounding up keeps the rule exact inside the window while disk use stays bounded.
+    """
+    return max(1, math.ceil(window_hours * 3600))
+
+
+# ---------------------------------------------------------------------------------------------
+# Daily performance per (model_type, model_version, UTC day of occurred_at).
+
+
+def utc_day(moment: datetime) -> str:
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def performance_key(model_type: str, version: str, day: str) -> str:
+    return f"{model_type}|{day}|{version}"
+
+
+def split_performance_key(key: str) -> tuple[str, str, str]:
+    model_type, day, version = key.split("|")
+    return model_type, version, day
+
+
+def first_day_of_window(today: date, days: int) -> str:
+    """The oldest UTC day shown by `?days=N` (N days including today)."""
+    return (today - timedelta(days=max(days, 1) - 1)).isoformat()
+
+
+@dataclass(frozen=True)
+class DailyPerformance:
+    """Running sums for one (model_type, version, day); rates are derived, never stored."""
+
+    sample_count: int = 0
+    positives: int = 0
+    prediction_sum: float = 0.0
+    outcome_score_sum: float = 0.0
+
+    def add(self, positive: bool, prediction: float, outcome_score: float) -> DailyPerformance:
+        return DailyPerformance(
+            sample_count=self.sample_count + 1,
+            positives=self.positives + int(bool(positive)),
+            prediction_sum=self.prediction_sum + prediction,
+            outcome_score_sum=self.outcome_score_sum + outcome_score,
+        )
+
+    def row(self, model_type: str, version: str, day: str) -> dict[str, Any]:
+        n = self.sample_count
+        return {
+            "model_type": model_type,
+            "version": version,
+            "day": day,
+            "sample_count": n,
+            "positive_outcome_rate": self.positives / n if n else 0.0,
+            "avg_prediction": self.prediction_sum / n if n else 0.0,
+            "avg_outcome_score": self.outcome_score_sum / n if n else 0.0,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrain trigger: a threshold of new samples, or a maximum age with at least one new sample.
+
+
+@dataclass(frozen=True)
+class RetrainCounter:
+    """New samples of one model type since its last retrain command.
+
+    `clock_started_at` is the last retrain (epoch seconds), or the first sample when there was
+    none; `commands` numbers the emitted commands, so each has a deterministic id.
+    """
+
+    lineage: str = field(default_factory=lambda: str(uuid.uuid4()))
+    new_samples: int = 0
+    clock_started_at: float | None = None
+    last_retrain_at: float | None = None
+    commands: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RetrainCounter:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+
+def count_sample(
+    counter: RetrainCounter, threshold: int, now: float
+) -> tuple[RetrainCounter, bool]:
+    """Count one new sample; True when this very sample reaches the threshold (one per crossing)."""
+    clock = counter.clock_started_at if counter.clock_started_at is not None else now
+    counted = replace(counter, new_samples=counter.new_samples + 1, clock_started_at=clock)
+    return counted, counted.new_samples >= threshold
+
+
+def schedule_due(counter: RetrainCounter, now: float, max_age_seconds: float) -> bool:
+    """The schedule trigger: at least one new sample and the clock older than the maximum age."""
+    return (
+        counter.new_samples >= 1
+        and counter.clock_started_at is not None
+        and now - counter.clock_started_at >= max_age_seconds
+    )
+
+
+def after_command(counter: RetrainCounter, now: float) -> RetrainCounter:
+    """The counter starts again from zero and the clock restarts when a command is emitted."""
+    return replace(
+        counter,
+        new_samples=0,
+        clock_started_at=now,
+        last_retrain_at=now,
+        commands=counter.commands + 1,
+    )
+
+
+def command_id(counter: RetrainCounter) -> str:
+    """A deterministic id for the next command, so a resend after a crash is recognisable."""
+    return str(uuid.uuid5(uuid.UUID(counter.lineage), f"retrain-{counter.commands + 1}"))

@@ -1,0 +1,45 @@
+"""The streams service's settings, read from the environment when an entry point builds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from bus.settings import KafkaSettings
+
+
+class StreamsSettings(KafkaSettings):
+    """Everything a streams worker needs; env names are RELEARN_<FIELD> unless said otherwise."""
+
+    retrain_sample_threshold: int = Field(default=1000, ge=1)
+    retrain_max_age_days: float = Field(default=7.0, gt=0)
+    dedupe_window_hours: float = Field(default=24.0, gt=0)
+    rollback_alpha: float = Field(default=0.05, gt=0, lt=1)
+    abtest_min_samples: int = Field(default=200, ge=1)
+    # The consumer group and the prefix of the internal topics (changelogs); the topic prefix
+    # is prepended, so isolated runs never share state.
+    streams_app_id: str = "relearn-streams"
+    streams_web_host: str = "127.0.0.1"
+    streams_web_port: int = Field(default=6066, ge=1, le=65535)
+    # Where this worker keeps its RocksDB tables; default <state_dir>/streams/<app id>-<port>,
+    # unique per worker on one machine because the web port is.
+    streams_data_dir: Path | None = None
+    # How often the leader asks every model type whether its schedule trigger is due.
+    schedule_check_seconds: float = Field(default=60.0, gt=0)
+    # How often consumed offsets are committed (the changelog is flushed first).
+    streams_commit_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}{self.streams_app_id}"
+
+    @property
+    def data_dir(self) -> Path:
+        if self.streams_data_dir is not None:
+            return self.streams_data_dir
+        return self.state_dir / "streams" / f"{self.app_id}-{self.streams_web_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.streams_web_host}:{self.streams_web_port}"
