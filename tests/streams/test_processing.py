@@ -1,0 +1,167 @@
+"""Component tests of the agents' logic over plain dicts: crashes with lost writes change nothing.
+
+A crash is modelled as Kafka and faust allow it: offsets committed only after the changelog was
+flushed, so the durable state at a crash is, key by key, anything between the state at the last
+commit and the state just before the crash; processing resumes at the committed offset.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from contracts.model_types import ModelTypeCatalog
+from streams import processing
+from streams.processing import Output, StreamRules
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+RULES = StreamRules(retrain_sample_threshold=97, retrain_max_age_seconds=7 * 86_400.0,
+                    rollback_alpha=0.05, abtest_min_samples=200)
+CATALOG = ModelTypeCatalog()
+TYPES = ("calling_score", "outcome_prediction")
+
+
+def _outcomes(rng: random.Random, count: int) -> tuple[list[tuple[int, bytes]], dict[str, Any]]:
+    """(partition, value) messages with 3% repeats and 2% poison, and their ground truth."""
+    messages: list[tuple[int, bytes]] = []
+    truth: dict[str, Any] = {"events": set(), "daily": Counter(), "per_type": Counter()}
+    sent: list[tuple[int, bytes]] = []
+    for i in range(count):
+        roll = rng.random()
+        if roll < 0.03 and sent:
+            messages.append(rng.choice(sent))
+            continue
+        partition = rng.randrange(4)
+        if roll < 0.05:
+            messages.append((partition, b'{"event_id": "broken'))
+            continue
+        model_type = rng.choice(TYPES)
+        version = rng.choice(("v0.0", "v1.0"))
+        day = NOW - timedelta(days=rng.randrange(3))
+        event = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))), "model_type": model_type,
+            "model_version": version, "subject_id": f"s{i}", "features": [0.5] * 23,
+            "prediction": rng.random(), "outcome_score": rng.random(),
+            "positive_outcome": rng.random() < 0.5, "occurred_at": day.isoformat(),
+        }
+        message = (partition, orjson.dumps(event))
+        sent.append(message)
+        messages.append(message)
+        truth["events"].add(event["event_id"])
+        truth["daily"][(model_type, version, day.date().isoformat())] += 1
+        truth["per_type"][model_type] += 1
+    return messages, truth
+
+
+def _crash(durable: dict[str, Any], current: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Each key's value survives or reverts to its value at the last commit."""
+    survived: dict[str, Any] = {}
+    for key in set(durable) | set(current):
+        value = current.get(key) if rng.random() < 0.5 else durable.get(key)
+        if value is not None:
+            survived[key] = copy.deepcopy(value)
+    return survived
+
+
+def _run_with_crashes(messages: list[Any], step: Any, tables: list[dict[str, Any]],
+                      produced: list[Any], rng: random.Random, crashes: int) -> None:
+    """Process messages in order; crash `crashes` times, resuming at the last commit.
+
+    What was produced since the last commit loses a random suffix (unacknowledged sends).
+    """
+    crash_points = sorted(rng.sample(range(1, len(messages)), crashes))
+    committed, committed_tables, committed_produced = 0, copy.deepcopy(tables), 0
+    position = 0
+    while position < len(messages):
+        step(position, messages[position])
+        position += 1
+        if rng.random() < 0.02:  # a commit: producer and changelog flushed, then the offset
+            committed, committed_tables = position, copy.deepcopy(tables)
+            committed_produced = len(produced)
+        if crash_points and position >= crash_points[0]:
+            crash_points.pop(0)
+            for i, table in enumerate(tables):
+                survived = _crash(committed_tables[i], table, rng)
+                table.clear()
+                table.update(survived)
+            del produced[rng.randint(committed_produced, len(produced)):]
+            position = committed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tables_equal_ground_truth_through_crashes(seed: int) -> None:
+    rng = random.Random(seed)
+    messages, truth = _outcomes(rng, 3000)
+
+    seen: dict[str, Any] = {}
+    rejections: dict[str, Any] = {}
+    forwarded: list[tuple[int, int, bytes]] = []  # the training-samples log, raw repeats included
+
+    def outcome_step(offset: int, message: tuple[int, bytes]) -> None:
+        partition, value = message
+        result = processing.handle_outcome(value, partition, offset, seen, rejections, CATALOG,
+                                           NOW)
+        if result.forward is not None:
+            forwarded.append((partition, offset, result.forward))
+
+    _run_with_crashes(messages, outcome_step, [seen, rejections], forwarded, rng, crashes=3)
+    distinct = {orjson.loads(v)["event_id"] for _, _, v in forwarded}
+    assert distinct == truth["events"]
+
+    states: dict[str, Any] = {}
+    performance: dict[str, Any] = {}
+    emitted: list[processing.Emitted] = []
+
+    def sample_step(_: int, message: tuple[int, int, bytes]) -> None:
+        partition, offset, value = message
+        emitted.extend(processing.handle_sample(value, partition, offset, states, performance,
+                                                {}, RULES, 1000.0))
+
+    _run_with_crashes(forwarded, sample_step, [states, performance], emitted, rng, crashes=3)
+
+    rows = {
+        (row["model_type"], row["version"], row["day"]): row["sample_count"]
+        for model_type in TYPES
+        for row in processing.performance_rows(performance, model_type, 7, NOW)
+    }
+    assert rows == dict(truth["daily"])
+    commands = {orjson.loads(e.value)["command_id"] for e in emitted if e.output == Output.RETRAIN}
+    assert len(commands) == sum(n // 97 for n in truth["per_type"].values())
+    for model_type in TYPES:
+        view = processing.samples_view(states, model_type, 97)
+        assert view["new_samples"] == truth["per_type"][model_type] % 97
+
+
+def test_poison_is_counted_per_reason_and_a_replay_does_not_recount() -> None:
+    seen: dict[str, Any] = {}
+    rejections: dict[str, Any] = {}
+    for offset, raw in enumerate([b"nope", b"{}", b"x" * 70_000]):
+        result = processing.handle_outcome(raw, 0, offset, seen, rejections, CATALOG, NOW)
+        assert result.rejected is not None
+    processing.handle_outcome(b"nope", 0, 0, seen, rejections, CATALOG, NOW)  # a replay
+    assert processing.rejection_counts(rejections) == {
+        "invalid_json": 1, "schema": 1, "too_large": 1,
+    }
+
+
+def test_schedule_tick_fires_once_and_resets_the_counter() -> None:
+    states: dict[str, Any] = {}
+    sample = {"event_id": "e1", "model_type": "calling_score", "model_version": "v0.0",
+              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
+              "positive_outcome": True, "occurred_at": "2026-11-26T12:00:00Z"}
+    processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, {}, RULES, 0.0)
+    week = RULES.retrain_max_age_seconds
+    assert processing.handle_tick("calling_score", 1, 0, states, {}, RULES, week - 1) == []
+    fired = processing.handle_tick("calling_score", 1, 1, states, {}, RULES, week)
+    assert [orjson.loads(e.value)["reason"] for e in fired] == ["schedule"]
+    replayed = processing.handle_tick("calling_score", 1, 1, states, {}, RULES, week)
+    assert replayed == fired  # the same command again, same id: a resend, not a second command
+    assert processing.handle_tick("calling_score", 1, 2, states, {}, RULES, 3 * week) == []
+    assert processing.samples_view(states, "calling_score", 97)["new_samples"] == 0

@@ -1,0 +1,87 @@
+"""Unit tests of the pure streams rules: replay detection, dedupe, daily aggregates, trigger."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams import rules
+
+
+def test_replay_is_an_offset_at_or_below_the_last_applied_one() -> None:
+    applied = rules.with_applied({}, "o1", 10)
+    assert rules.is_applied(applied, "o1", 10)
+    assert rules.is_applied(applied, "o1", 3)
+    assert not rules.is_applied(applied, "o1", 11)
+    assert not rules.is_applied(applied, "o2", 0)
+
+
+def test_sighting_tells_a_replay_from_a_duplicate() -> None:
+    assert rules.classify_sighting(None, 0, 5) is rules.Sighting.NEW
+    assert rules.classify_sighting([0, 5], 0, 5) is rules.Sighting.REPLAY
+    assert rules.classify_sighting([0, 5], 0, 9) is rules.Sighting.DUPLICATE
+    assert rules.classify_sighting((1, 5), 0, 5) is rules.Sighting.DUPLICATE
+
+
+def test_dedupe_ttl_covers_the_whole_window() -> None:
+    assert rules.dedupe_ttl_seconds(24) == 86_400
+    assert rules.dedupe_ttl_seconds(0.0001) == 1
+    assert rules.dedupe_ttl_seconds(1.00001) >= 3600.036
+
+
+def test_daily_performance_arithmetic() -> None:
+    daily = rules.DailyPerformance()
+    for positive, prediction, score in [(True, 0.9, 1.0), (False, 0.2, 0.0), (True, 0.7, 0.5)]:
+        daily = daily.add(positive, prediction, score)
+    row = daily.row("calling_score", "v1.0", "2026-11-26")
+    assert row["sample_count"] == 3
+    assert math.isclose(row["positive_outcome_rate"], 2 / 3)
+    assert math.isclose(row["avg_prediction"], 0.6)
+    assert math.isclose(row["avg_outcome_score"], 0.5)
+    assert rules.DailyPerformance().row("m", "v", "d")["positive_outcome_rate"] == 0.0
+
+
+def test_utc_day_and_window() -> None:
+    late_evening_east = datetime(2026, 11, 27, 1, 0, tzinfo=UTC) + timedelta(hours=0)
+    assert rules.utc_day(late_evening_east) == "2026-11-27"
+    assert rules.first_day_of_window(date(2026, 11, 26), 1) == "2026-11-26"
+    assert rules.first_day_of_window(date(2026, 11, 26), 7) == "2026-11-20"
+    key = rules.performance_key("calling_score", "v1.2", "2026-11-26")
+    assert rules.split_performance_key(key) == ("calling_score", "v1.2", "2026-11-26")
+
+
+@given(st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=400))
+def test_exactly_one_command_per_crossing(threshold: int, samples: int) -> None:
+    counter = rules.RetrainCounter()
+    fired = 0
+    for i in range(samples):
+        counter, crossed = rules.count_sample(counter, threshold, now=float(i))
+        if crossed:
+            fired += 1
+            counter = rules.after_command(counter, now=float(i))
+    assert fired == samples // threshold
+    assert counter.new_samples == samples % threshold
+    assert counter.commands == fired
+
+
+def test_schedule_needs_age_and_a_new_sample() -> None:
+    week = 7 * 86_400.0
+    counter = rules.RetrainCounter()
+    assert not rules.schedule_due(counter, 10 * week, week)  # nothing counted yet
+    counter, _ = rules.count_sample(counter, 1000, now=100.0)
+    assert not rules.schedule_due(counter, 100.0 + week - 1, week)
+    assert rules.schedule_due(counter, 100.0 + week, week)
+    counter = rules.after_command(counter, now=100.0 + week)
+    assert counter.new_samples == 0 and counter.last_retrain_at == 100.0 + week
+    assert not rules.schedule_due(counter, 100.0 + 3 * week, week)  # no new sample since
+
+
+def test_command_ids_are_deterministic_and_distinct() -> None:
+    counter = rules.RetrainCounter()
+    first = rules.command_id(counter)
+    assert first == rules.command_id(rules.RetrainCounter.from_dict(counter.to_dict()))
+    assert rules.command_id(rules.after_command(counter, 1.0)) != first
+    assert rules.command_id(rules.RetrainCounter()) != first  # another lineage
