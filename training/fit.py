@@ -98,9 +98,10 @@ def fit(
             raise TrainingDivergedError(
                 f"non-finite loss at epoch {epoch} (train {train_loss}, validation {val_loss})"
             )
-        if val_loss > divergence_limit:
+        # The training loss (on logits for BCE) is unbounded, the clipped validation BCE is not.
+        if max(train_loss, val_loss) > divergence_limit:
             raise TrainingDivergedError(
-                f"validation loss {val_loss:.6g} at epoch {epoch} exceeds "
+                f"loss (train {train_loss:.6g}, validation {val_loss:.6g}) at epoch {epoch} exceeds "
                 f"{hyper.divergence_factor:g}x the untrained network's {initial_val_loss:.6g}"
             )
         improved = val_loss < best_val_loss

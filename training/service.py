@@ -56,7 +56,7 @@ def build_worker(
         pipeline=pipeline or build_pipeline(settings, production),
         samples=samples
         or KafkaSampleReader(settings.bootstrap_servers, settings.topics.training_samples),
-        artifacts=artifacts or LocalArtifactStore(settings.artifact_dir),
+        artifacts=artifacts or LocalArtifactStore(settings.resolved_artifact_dir()),
         ledger=SqliteCommandLedger(settings.ledger_path),
         producer=make_producer(settings.bootstrap_servers),
         window=timedelta(days=settings.training_window_days),
@@ -77,7 +77,7 @@ def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
         "trainer starting bootstrap=%s group=%s artifacts=%s registry=%s",
         settings.bootstrap_servers,
         settings.trainer_group_id,
-        settings.artifact_dir,
+        settings.resolved_artifact_dir(),
         settings.registry_url,
     )
     worker.run(make_command_consumer(settings), stop)

@@ -13,7 +13,7 @@ from training.hyperparameters import Hyperparameters
 class TrainerSettings(KafkaSettings):
     """`relearn trainer` and `relearn train`: where data, artifacts, registry are; how to train."""
 
-    artifact_dir: Path = Path(".relearn/artifacts")
+    artifact_dir: Path | None = None  # default: state_dir/artifacts (as the registry)
     registry_url: str = "http://127.0.0.1:8080"
     registry_timeout: float = Field(default=5.0, gt=0)
     faults_dir: Path = Path(".relearn/faults")
@@ -42,6 +42,9 @@ class TrainerSettings(KafkaSettings):
             learning_rate=self.training_learning_rate,
             threads=self.training_threads,
         )
+
+    def resolved_artifact_dir(self) -> Path:
+        return (self.artifact_dir or self.state_dir / "artifacts").resolve()
 
     @property
     def ledger_path(self) -> Path:

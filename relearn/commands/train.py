@@ -143,7 +143,9 @@ def _from_file(
         f"parity max |diff| {candidate.proven.max_abs_diff:.2e} on {candidate.proven.rows_checked} rows"
     )
     if deploy:
-        stored = LocalArtifactStore(settings.artifact_dir).put(spec.name, candidate.proven.onnx)
+        stored = LocalArtifactStore(settings.resolved_artifact_dir()).put(
+            spec.name, candidate.proven.onnx
+        )
         event = deployment_event(candidate, stored, command_id=None, lineage=None)
         _publish(settings, settings.topics.model_deployed, spec.name, to_json(event))
         print(f"Deployed: deployment_id {event.deployment_id} artifact {stored.uri}")
