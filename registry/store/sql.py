@@ -119,7 +119,10 @@ class SqlRegistryStore(RegistryStore):
                 return ApplyResult(
                     duplicate=True, plan=None, outcome=done.outcome, attempts=attempt
                 )
-            type_row = session.get(ModelTypeRow, model_type)
+            # Writers of one model type queue on its row (PostgreSQL; SQLite's BEGIN IMMEDIATE
+            # already serializes) instead of burning retries; the unique keys and the revision
+            # compare-and-set below stay the correctness guard, e.g. for the first version.
+            type_row = session.get(ModelTypeRow, model_type, with_for_update=True)
             revision = type_row.revision if type_row is not None else 0
             rows = self._version_rows(session, model_type)
             plan = planner([row.to_domain() for row in rows])

@@ -1,0 +1,69 @@
+"""Traffic buckets: deterministic, shares match weights, minimal movement when weights change."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from registry.routing import BUCKETS, bucket_of, bucket_ranges, version_for_bucket
+
+
+def test_bucket_is_stable_and_in_range() -> None:
+    assert bucket_of("calling_score", "s1") == bucket_of("calling_score", "s1")
+    assert 0 <= bucket_of("calling_score", "s1") < BUCKETS
+    assert bucket_of("calling_score", "s1") != bucket_of("outcome_prediction", "s1")
+
+
+def test_shares_within_one_point_over_100k_subjects() -> None:
+    weights = {"v1.0": 0.7, "v1.1": 0.2, "v1.2": 0.1}
+    counts = Counter(
+        version_for_bucket(weights, bucket_of("calling_score", f"subject-{i}"))
+        for i in range(100_000)
+    )
+    for version, weight in weights.items():
+        assert abs(counts[version] / 100_000 - weight) < 0.01, (version, counts)
+
+
+def test_no_weight_no_version() -> None:
+    assert version_for_bucket({}, 5) is None
+    assert version_for_bucket({"v1.0": 0.0}, 5) is None
+
+
+weight_maps = st.dictionaries(
+    st.builds(lambda a: f"v1.{a}", st.integers(0, 20)),
+    st.integers(0, 100),
+    min_size=1,
+    max_size=6,
+).filter(lambda m: sum(m.values()) > 0)
+
+
+@given(weight_maps)
+def test_ranges_cover_every_bucket_once(raw: dict[str, int]) -> None:
+    total = sum(raw.values())
+    weights = {v: w / total for v, w in raw.items()}
+    ranges = bucket_ranges(weights)
+    assert ranges[0][1] == 0 and ranges[-1][2] == BUCKETS
+    for (_, _, end), (_, start, _) in zip(ranges, ranges[1:], strict=False):
+        assert end == start
+    for version, start, end in ranges:
+        assert abs((end - start) / BUCKETS - weights[version]) <= 1 / BUCKETS + 1e-9
+
+
+def _owners(weights: dict[str, float]) -> list[str]:
+    owners: list[str] = []
+    for version, start, end in bucket_ranges(weights):
+        owners += [version] * (end - start)
+    return owners
+
+
+@given(st.integers(0, 100), st.integers(0, 100), st.integers(0, 30))
+def test_one_weight_change_moves_only_the_difference(before: int, after: int, third: int) -> None:
+    """Production first, then the candidate: ramping it moves exactly |delta| of subjects."""
+    old = {"v1.0": 1 - before / 100, "v1.1": before / 100}
+    new = {"v1.0": 1 - after / 100, "v1.1": after / 100}
+    old_owners, new_owners = _owners(old), _owners(new)
+    moved = sum(a != b for a, b in zip(old_owners, new_owners, strict=True))
+    assert moved == abs(before - after) * BUCKETS // 100
+    assert version_for_bucket(new, third * 300) == new_owners[third * 300]

@@ -1,0 +1,112 @@
+"""One store suite, run against every store: SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.events import RegistryEventOccurred, RegistryEventType, new_id
+from registry import lifecycle
+from registry.domain import Status
+from registry.errors import IllegalTransition
+from registry.store import RegistryStore
+from tests.registry.conftest import DeploymentFactory
+
+MT = "calling_score"
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def register(store: RegistryStore, deployed):  # type: ignore[no-untyped-def]
+    return store.apply(
+        MT, deployed.deployment_id, lambda state: lifecycle.plan_registration(state, deployed, NOW)
+    )
+
+
+def test_register_and_read_back_domain_objects(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    first, second = deployment(), deployment(seed=1, version_hint="v2.0")
+    register(store, first)
+    result = register(store, second)
+    assert not result.duplicate and result.outcome == "applied"
+    versions = store.versions(MT)
+    assert [(v.version, v.status, v.weight) for v in versions] == [
+        ("v1.0", Status.PRODUCTION, 0.9),
+        ("v2.0", Status.STAGING, 0.1),
+    ]
+    one = store.version(MT, "v2.0")
+    assert one is not None and one.sha256 == second.sha256 and one.metrics["test_loss"] == 0.025
+    assert one.created_at.tzinfo is not None and one.deployment_id == second.deployment_id
+    revision, serving = store.serving(MT)
+    assert revision == 2 and serving == {"v1.0": (0.9, first.sha256), "v2.0": (0.1, second.sha256)}
+    assert store.model_types() == [MT]
+    assert store.version(MT, "v9.9") is None
+
+
+def test_same_deployment_id_applies_once(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    deployed = deployment()
+    register(store, deployed)
+    events = store.event_count()
+    again = register(store, deployed)
+    assert again.duplicate and again.outcome == "applied"
+    assert len(store.versions(MT)) == 1 and store.event_count() == events
+
+
+def test_refused_planner_writes_nothing(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    register(store, deployment())
+    events = store.event_count()
+    with pytest.raises(IllegalTransition):
+        store.apply(MT, "cmd-1", lambda s: lifecycle.plan_rollback(s, MT, "v1.0", "", NOW))
+    assert store.processed_outcome("cmd-1") is None and store.event_count() == events
+    assert store.record_refusal(MT, "cmd-1", "illegal_transition", "no earlier version")
+    assert not store.record_refusal(MT, "cmd-1", "illegal_transition", "again")
+    assert store.processed_outcome("cmd-1") == "refused"
+
+
+def test_outbox_keeps_events_until_marked_sent(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    register(store, deployment())
+    pending = store.unsent_events()
+    assert len(pending) == 2
+    first = RegistryEventOccurred.model_validate_json(pending[0].payload)
+    assert first.type is RegistryEventType.VERSION_REGISTERED and first.weights == {"v1.0": 1.0}
+    store.mark_sent([pending[0].id])
+    assert [r.id for r in store.unsent_events()] == [pending[1].id]
+    store.mark_sent([pending[1].id])
+    assert store.unsent_events() == [] and store.event_count() == 2
+
+
+def test_concurrent_writers_get_unique_versions(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    """8 writers x 50 registrations: 400 distinct versions, weights still summing to 1."""
+    template = deployment()
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def writer() -> None:
+        start.wait()
+        try:
+            for _ in range(50):
+                register(store, template.model_copy(update={"deployment_id": new_id()}))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    versions = store.versions(MT)
+    assert len(versions) == 400 and len({v.version for v in versions}) == 400
+    assert {v.version for v in versions} == {f"v1.{i}" for i in range(400)}
+    assert abs(sum(v.weight for v in versions) - 1.0) < 1e-6
+    assert sum(v.status is Status.PRODUCTION for v in versions) == 1
