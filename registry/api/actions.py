@@ -108,10 +108,10 @@ def set_weights(model_type: str, body: WeightsIn, service: Service, operator: Op
 @router.post("/{model_type}/retrain", response_model=RetrainOut, status_code=202, responses=_AUTH)
 def retrain(
     model_type: str,
+    _operator: Operator,  # first: 401/403 before anything else is looked at
     service: Service,
     settings: Settings,
     producer: KafkaProducer,
-    _operator: Operator,
 ) -> dict:
     """Publish a manual RetrainRequested on retrain-commands (the trainer picks it up)."""
     service.require_model_type(model_type)
