@@ -24,8 +24,13 @@ MT = "calling_score"
 
 @pytest.fixture
 def client(tmp_path: Path, artifact_dir: Path) -> Iterator[TestClient]:
-    settings = RegistrySettings(state_dir=tmp_path, artifact_dir=artifact_dir, api_token=TOKEN,
-                                registry_kafka_enabled=False, registry_route_cache_seconds=0)
+    settings = RegistrySettings(
+        state_dir=tmp_path,
+        artifact_dir=artifact_dir,
+        api_token=TOKEN,
+        registry_kafka_enabled=False,
+        registry_route_cache_seconds=0,
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -53,15 +58,28 @@ def test_models_versions_and_route_shapes(client: TestClient, two_versions: None
     versions = client.get(f"/models/{MT}/versions").json()
     assert [v["version"] for v in versions] == ["v1.0", "v1.1"]
     one = client.get(f"/models/{MT}/versions/v1.1").json()
-    assert set(one) >= {"model_type", "version", "status", "weight", "metrics", "baseline_metrics",
-                        "lineage", "sha256", "artifact_uri", "created_at", "deployment_id",
-                        "command_id"}
+    assert set(one) >= {
+        "model_type",
+        "version",
+        "status",
+        "weight",
+        "metrics",
+        "baseline_metrics",
+        "lineage",
+        "sha256",
+        "artifact_uri",
+        "created_at",
+        "deployment_id",
+        "command_id",
+    }
     assert one["status"] == "staging" and one["metrics"]["test_loss"] == 0.025
     for subject in ("a", "b", "c", "d"):
         routed = client.get(f"/models/{MT}/route", params={"subject_id": subject}).json()
         assert routed["version"] == route({"v1.0": 0.9, "v1.1": 0.1}, MT, subject)
-        assert routed["sha256"] == client.get(
-            f"/models/{MT}/versions/{routed['version']}").json()["sha256"]
+        assert (
+            routed["sha256"]
+            == client.get(f"/models/{MT}/versions/{routed['version']}").json()["sha256"]
+        )
 
 
 def test_route_before_any_version(client: TestClient) -> None:
@@ -69,10 +87,15 @@ def test_route_before_any_version(client: TestClient) -> None:
     assert routed["version"] is None and routed["sha256"] is None
 
 
-@pytest.mark.parametrize("path", [
-    "/models/nope/versions", f"/models/{MT}/versions/v9.9", "/models/nope/route?subject_id=s",
-    f"/models/{MT}/versions/v9.9/artifact",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/nope/versions",
+        f"/models/{MT}/versions/v9.9",
+        "/models/nope/route?subject_id=s",
+        f"/models/{MT}/versions/v9.9/artifact",
+    ],
+)
 def test_unknown_type_or_version_is_404(client: TestClient, two_versions: None, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404 and response.json()["detail"]
@@ -82,14 +105,18 @@ def test_route_needs_a_subject(client: TestClient) -> None:
     assert client.get(f"/models/{MT}/route").status_code == 422
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("POST", f"/models/{MT}/versions/v1.1/promote", None),
-    ("POST", f"/models/{MT}/versions/v1.1/rollback", None),
-    ("PUT", f"/models/{MT}/weights", {"weights": {"v1.0": 1.0}}),
-    ("POST", f"/models/{MT}/retrain", None),
-])
-def test_mutations_need_the_token(client: TestClient, two_versions: None, method: str, path: str,
-                                  body: dict | None) -> None:
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", f"/models/{MT}/versions/v1.1/promote", None),
+        ("POST", f"/models/{MT}/versions/v1.1/rollback", None),
+        ("PUT", f"/models/{MT}/weights", {"weights": {"v1.0": 1.0}}),
+        ("POST", f"/models/{MT}/retrain", None),
+    ],
+)
+def test_mutations_need_the_token(
+    client: TestClient, two_versions: None, method: str, path: str, body: dict | None
+) -> None:
     missing = client.request(method, path, json=body)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     wrong = client.request(method, path, json=body, headers={"Authorization": "Bearer nope"})
@@ -97,9 +124,15 @@ def test_mutations_need_the_token(client: TestClient, two_versions: None, method
     assert client.get(f"/models/{MT}").json()["weights"] == {"v1.0": 0.9, "v1.1": 0.1}
 
 
-@pytest.mark.parametrize("weights", [
-    {"v1.0": 1.2, "v1.1": -0.2}, {"v1.0": 0.5, "v1.1": 0.2}, {"v1.0": "lots"}, {},
-])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"v1.0": 1.2, "v1.1": -0.2},
+        {"v1.0": 0.5, "v1.1": 0.2},
+        {"v1.0": "lots"},
+        {},
+    ],
+)
 def test_bad_weights_are_422(client: TestClient, two_versions: None, weights: dict) -> None:
     response = client.put(f"/models/{MT}/weights", json={"weights": weights}, headers=AUTH)
     assert response.status_code == 422
@@ -107,8 +140,11 @@ def test_bad_weights_are_422(client: TestClient, two_versions: None, weights: di
 
 
 def test_operator_flow_ramp_promote_rollback(client: TestClient, two_versions: None) -> None:
-    ramp = client.post(f"/models/{MT}/versions/v1.1/promote", headers=AUTH,
-                       json={"weights": {"v1.1": 0.5, "v1.0": 0.5}})
+    ramp = client.post(
+        f"/models/{MT}/versions/v1.1/promote",
+        headers=AUTH,
+        json={"weights": {"v1.1": 0.5, "v1.0": 0.5}},
+    )
     assert ramp.status_code == 200 and ramp.json()["model"]["weights"] == {"v1.0": 0.5, "v1.1": 0.5}
     full = client.post(f"/models/{MT}/versions/v1.1/promote", headers=AUTH).json()["model"]
     assert full["production"] == {"version": "v1.1", "weight": 1.0} and full["staging"] == []
@@ -117,11 +153,17 @@ def test_operator_flow_ramp_promote_rollback(client: TestClient, two_versions: N
     assert back["production"] == {"version": "v1.0", "weight": 1.0}
     again = client.post(f"/models/{MT}/versions/v1.1/promote", headers=AUTH)
     assert again.status_code == 409 and again.json()["code"] == "illegal_transition"
-    types = [RegistryEventOccurred.model_validate_json(r.payload).type
-             for r in service_of(client).store.unsent_events()]
-    assert types[-5:] == [RegistryEventType.TRAFFIC_CHANGED, RegistryEventType.VERSION_PROMOTED,
-                          RegistryEventType.VERSION_ARCHIVED, RegistryEventType.VERSION_ROLLED_BACK,
-                          RegistryEventType.VERSION_PROMOTED]
+    types = [
+        RegistryEventOccurred.model_validate_json(r.payload).type
+        for r in service_of(client).store.unsent_events()
+    ]
+    assert types[-5:] == [
+        RegistryEventType.TRAFFIC_CHANGED,
+        RegistryEventType.VERSION_PROMOTED,
+        RegistryEventType.VERSION_ARCHIVED,
+        RegistryEventType.VERSION_ROLLED_BACK,
+        RegistryEventType.VERSION_PROMOTED,
+    ]
 
 
 def test_artifact_download_etag_and_tamper(client: TestClient, two_versions: None) -> None:
@@ -131,41 +173,48 @@ def test_artifact_download_etag_and_tamper(client: TestClient, two_versions: Non
     assert response.status_code == 200 and response.headers["etag"] == f'"{sha}"'
     assert sha == client.get(f"/models/{MT}/versions/v1.0").json()["sha256"]
     assert client.get(path, headers={"If-None-Match": f'"{sha}"'}).status_code == 304
-    file = Path(client.get(f"/models/{MT}/versions/v1.0").json()["artifact_uri"][len("file://"):])
+    file = Path(client.get(f"/models/{MT}/versions/v1.0").json()["artifact_uri"][len("file://") :])
     file.write_bytes(b"\x00" * len(response.content))  # changed on disk: never served
     tampered = client.get(path)
     assert tampered.status_code == 409 and tampered.json()["code"] == "sha256_mismatch"
 
 
-def test_sha_mismatch_and_escaping_paths_are_rejected(client: TestClient, artifact_dir: Path,
-                                                      tmp_path: Path) -> None:
+def test_sha_mismatch_and_escaping_paths_are_rejected(
+    client: TestClient, artifact_dir: Path, tmp_path: Path
+) -> None:
     service = service_of(client)
     good = make_deployment(artifact_dir)
     outside = tmp_path / "outside.onnx"
-    outside.write_bytes(Path(good.artifact_uri[len("file://"):]).read_bytes())
+    outside.write_bytes(Path(good.artifact_uri[len("file://") :]).read_bytes())
     link = artifact_dir / "link.onnx"
     os.symlink(outside, link)
     cases = {
         "sha256_mismatch": good.model_copy(update={"deployment_id": "d1", "sha256": "0" * 64}),
-        "path_escape": good.model_copy(update={"deployment_id": "d2",
-                                               "artifact_uri": outside.as_uri()}),
-        "path_escape ": good.model_copy(update={
-            "deployment_id": "d3", "artifact_uri": f"file://{artifact_dir}/../outside.onnx"}),
-        "path_escape  ": good.model_copy(update={"deployment_id": "d4",
-                                                 "artifact_uri": link.as_uri()}),
-        "unsupported_uri": good.model_copy(update={"deployment_id": "d5",
-                                                   "artifact_uri": "http://x/m.onnx"}),
-        "missing_artifact": good.model_copy(update={
-            "deployment_id": "d6", "artifact_uri": (artifact_dir / "gone.onnx").as_uri()}),
-        "signature_mismatch": good.model_copy(update={"deployment_id": "d7",
-                                                      "input_shape": [None, 5]}),
-        "unknown_model_type": good.model_copy(update={"deployment_id": "d8",
-                                                      "model_type": "nope"}),
+        "path_escape": good.model_copy(
+            update={"deployment_id": "d2", "artifact_uri": outside.as_uri()}
+        ),
+        "path_escape ": good.model_copy(
+            update={"deployment_id": "d3", "artifact_uri": f"file://{artifact_dir}/../outside.onnx"}
+        ),
+        "path_escape  ": good.model_copy(
+            update={"deployment_id": "d4", "artifact_uri": link.as_uri()}
+        ),
+        "unsupported_uri": good.model_copy(
+            update={"deployment_id": "d5", "artifact_uri": "http://x/m.onnx"}
+        ),
+        "missing_artifact": good.model_copy(
+            update={"deployment_id": "d6", "artifact_uri": (artifact_dir / "gone.onnx").as_uri()}
+        ),
+        "signature_mismatch": good.model_copy(
+            update={"deployment_id": "d7", "input_shape": [None, 5]}
+        ),
+        "unknown_model_type": good.model_copy(update={"deployment_id": "d8", "model_type": "nope"}),
     }
     for code, deployed in cases.items():
         assert service.register_deployment(deployed).outcome == "rejected", code
-    events = [RegistryEventOccurred.model_validate_json(r.payload)
-              for r in service.store.unsent_events()]
+    events = [
+        RegistryEventOccurred.model_validate_json(r.payload) for r in service.store.unsent_events()
+    ]
     assert [e.type for e in events] == [RegistryEventType.DEPLOYMENT_REJECTED] * len(cases)
     assert [e.reason for e in events] == [code.strip() for code in cases]
     assert client.get(f"/models/{MT}/versions").json() == []

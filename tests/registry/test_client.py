@@ -1,0 +1,137 @@
+"""RegistryClient and ModelRouter against a live registry (uvicorn in a thread, real onnxruntime)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import uvicorn
+
+from registry.client import (
+    ArtifactIntegrityError,
+    ModelRouter,
+    Prediction,
+    RegistryClient,
+    RegistryClientError,
+)
+from registry.main import create_app
+from registry.service import RegistryService
+from registry.settings import RegistrySettings
+from tests.conftest import free_port
+from tests.registry.conftest import make_deployment
+
+TOKEN = "client-token"
+MT = "calling_score"
+
+
+@dataclass
+class LiveRegistry:
+    url: str
+    service: RegistryService
+    artifact_dir: Path
+
+
+@pytest.fixture
+def live(tmp_path: Path, artifact_dir: Path) -> Iterator[LiveRegistry]:
+    settings = RegistrySettings(
+        state_dir=tmp_path,
+        artifact_dir=artifact_dir,
+        api_token=TOKEN,
+        registry_kafka_enabled=False,
+        registry_route_cache_seconds=0,
+    )
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    try:
+        yield LiveRegistry(f"http://127.0.0.1:{port}", app.state.service, artifact_dir)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_client_calls_and_errors(live: LiveRegistry) -> None:
+    for seed in (0, 1):
+        live.service.register_deployment(make_deployment(live.artifact_dir, seed=seed))
+    with RegistryClient(live.url, token=TOKEN) as client:
+        assert [m["model_type"] for m in client.models()] == [MT, "outcome_prediction"]
+        assert [v["version"] for v in client.versions(MT)] == ["v1.0", "v1.1"]
+        assert client.version(MT, "v1.1")["status"] == "staging"
+        assert client.route(MT, "s1")["version"] in {"v1.0", "v1.1"}
+        assert len(client.artifact(MT, "v1.0")) == client.version(MT, "v1.0")["size_bytes"]
+        assert client.set_weights(MT, {"v1.0": 0.3, "v1.1": 0.7})["model"]["weights"] == {
+            "v1.0": 0.3,
+            "v1.1": 0.7,
+        }
+        assert client.promote(MT, "v1.1")["model"]["production"]["version"] == "v1.1"
+        assert client.rollback(MT, "v1.1")["model"]["production"]["version"] == "v1.0"
+        with pytest.raises(RegistryClientError) as missing:
+            client.version(MT, "v9.9")
+        assert missing.value.status_code == 404
+    with RegistryClient(live.url) as anonymous, pytest.raises(RegistryClientError) as denied:
+        anonymous.promote(MT, "v1.1")
+    assert denied.value.status_code == 401
+    with pytest.raises(RegistryClientError):
+        RegistryClient("http://127.0.0.1:9", timeout=1).models()
+
+
+def test_router_serves_the_routed_version_and_verifies_artifacts(
+    live: LiveRegistry, tmp_path: Path
+) -> None:
+    features = np.linspace(-1, 1, 23).tolist()
+    cache = tmp_path / "cache"
+    with ModelRouter(live.url, cache_dir=cache, refresh_interval=60) as router:
+        assert router.predict(MT, "s1", features) == Prediction(0.5, "v0.0", None)
+
+        first = make_deployment(live.artifact_dir, seed=0)
+        second = make_deployment(live.artifact_dir, seed=1)
+        live.service.register_deployment(first)
+        live.service.register_deployment(second)
+        # A corrupt file already in the cache is not trusted: it is downloaded again.
+        (cache / MT).mkdir(parents=True)
+        (cache / MT / f"{first.sha256}.onnx").write_bytes(b"corrupt")
+        with RegistryClient(live.url, token=TOKEN) as client:
+            client.set_weights(MT, {"v1.0": 0.5, "v1.1": 0.5})
+        router.refresh()
+
+        bare = {
+            d.sha256: ort.InferenceSession(d.artifact_uri[len("file://") :])
+            for d in (first, second)
+        }
+        seen = set()
+        with RegistryClient(live.url) as client:
+            for subject in (f"subject-{i}" for i in range(20)):
+                prediction = router.predict(MT, subject, features)
+                routed = client.route(MT, subject)
+                assert (prediction.version, prediction.sha256) == (
+                    routed["version"],
+                    routed["sha256"],
+                )
+                expected = bare[prediction.sha256].run(
+                    None, {"features": np.asarray([features], dtype=np.float32)}
+                )[0][0, 0]
+                assert prediction.score == pytest.approx(float(expected), abs=1e-6)
+                seen.add(prediction.version)
+        assert seen == {"v1.0", "v1.1"}
+
+    third = make_deployment(live.artifact_dir, seed=2)
+    live.service.register_deployment(third)
+    with RegistryClient(live.url, token=TOKEN) as client:
+        client.promote(MT, "v1.2")
+    with ModelRouter(live.url, cache_dir=tmp_path / "other", refresh_interval=60) as router:
+        router._client.artifact = lambda *_: b"not the model"  # type: ignore[method-assign]
+        with pytest.raises(ArtifactIntegrityError):
+            router.predict(MT, "s1", features)
+        assert not (tmp_path / "other" / MT / f"{third.sha256}.onnx").exists()
