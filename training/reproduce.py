@@ -9,6 +9,7 @@ from typing import Any
 
 from contracts.events import Lineage
 from training.hyperparameters import Hyperparameters
+from training.network import ScoringNetwork
 from training.pipeline import TrainingPipeline
 from training.samples import SampleSource
 
@@ -30,6 +31,7 @@ COMPARED = (
 class Reproduction:
     recorded: dict[str, Any]
     reproduced: dict[str, Any]
+    network: ScoringNetwork  # the retrained torch model, to compare with the stored artifact
 
     @property
     def differences(self) -> dict[str, tuple[Any, Any]]:
@@ -73,4 +75,4 @@ def reproduce(
     read = samples.read_offsets(spec, offsets)
     _, result = replay.train(spec, read.dataset)
     log.info("reproduced model_type=%s from %s offsets %s", model_type, lineage.topic, offsets)
-    return Reproduction(recorded=dict(recorded_metrics), reproduced=dict(result.metrics))
+    return Reproduction(dict(recorded_metrics), dict(result.metrics), result.network)

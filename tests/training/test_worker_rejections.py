@@ -1,0 +1,83 @@
+"""Divergence and a failed parity proof end in a deployment_rejected event, once per command."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from contracts.events import RegistryEventOccurred, to_json
+from contracts.model_types import ModelTypeSpec
+from contracts.topics import Topics
+from tests.training.conftest import dataset_of
+from tests.training.kafka_helpers import command, read_topic, trainer_settings
+from training.dataset import Dataset
+from training.export import export_onnx
+from training.network import ScoringNetwork, build_network
+from training.samples import SampleRead
+from training.service import build_pipeline, build_worker
+
+pytestmark = pytest.mark.integration
+
+
+class InMemorySamples:
+    """A SampleSource over a fixed dataset (the Kafka reader is tested on the broker elsewhere)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def read_window(self, spec: ModelTypeSpec, since: datetime) -> SampleRead:
+        return SampleRead(
+            self.dataset, "in-memory", {0: (0, len(self.dataset))}, len(self.dataset), 0
+        )
+
+    def read_offsets(
+        self, spec: ModelTypeSpec, offsets: Mapping[int, tuple[int, int]]
+    ) -> SampleRead:
+        return self.read_window(spec, datetime.min)
+
+
+def _export_a_different_network(network: ScoringNetwork, spec: ModelTypeSpec, opset: int) -> bytes:
+    stranger = build_network(spec, network.feature_mean.reshape(1, -1).numpy(), seed=999)
+    return export_onnx(stranger, spec, opset)
+
+
+@pytest.mark.parametrize("failure, reason", [("diverge", "diverged"), ("parity", "parity_failed")])
+def test_training_failures_are_rejected_once(
+    failure: str,
+    reason: str,
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    pipeline = build_pipeline(settings)
+    if failure == "diverge":
+        hyper = dataclasses.replace(pipeline.config.hyper, learning_rate=1e6)
+        pipeline.config = dataclasses.replace(pipeline.config, hyper=hyper)
+    else:
+        pipeline.exporter = _export_a_different_network
+    worker = build_worker(
+        settings, pipeline=pipeline, samples=InMemorySamples(dataset_of("outcome_prediction", 300))
+    )
+    retrain = command("outcome_prediction")
+    outcome = worker.handle_retrain_command(b"outcome_prediction", to_json(retrain), "test/0/0")
+    assert outcome.recorded.kind == "rejected" and not outcome.republished
+    assert f"reason={reason}" in caplog.text
+    worker.publish(outcome.recorded)
+    again = worker.handle_retrain_command(b"outcome_prediction", to_json(retrain), "test/0/1")
+    assert again.republished and again.recorded == outcome.recorded
+
+    (message,) = read_topic(kafka_bootstrap, topics.registry_events, 1)
+    event = RegistryEventOccurred.model_validate_json(message.value())
+    assert message.key() == b"outcome_prediction"
+    assert event.type == "deployment_rejected" and event.version is None and event.reason == reason
+    assert event.details is not None and event.details["command_id"] == retrain.command_id
+    assert event.details["reason"] == reason and event.details["detail"]
+    assert not list((settings.resolved_artifact_dir()).glob("**/*.onnx"))  # nothing stored
