@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from registry.routing import bucket_of, version_for_bucket
+from registry.routing import RouteTable, bucket_of
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class ModelRouter:
         self._client = RegistryClient(registry_url)
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="relearn-models-"))
         self._threads = threads
-        self._weights: dict[str, dict[str, float]] = {}
+        self._tables: dict[str, RouteTable] = {}
         self._loaded: dict[tuple[str, str], _Loaded] = {}
         self._load_lock = threading.Lock()
         self._refreshed = threading.Event()
@@ -149,7 +149,7 @@ class ModelRouter:
     def refresh(self) -> None:
         """Pull `/models` now and route by its weights from here on."""
         models = self._client.models()
-        self._weights = {m["model_type"]: dict(m["weights"]) for m in models}
+        self._tables = {m["model_type"]: RouteTable(m["weights"]) for m in models}
         self._refreshed.set()
 
     def _follow(self) -> None:
@@ -163,8 +163,8 @@ class ModelRouter:
     def version_for(self, model_type: str, subject_id: str) -> str | None:
         if not self._refreshed.is_set():
             self.refresh()
-        weights = self._weights.get(model_type, {})
-        return version_for_bucket(weights, bucket_of(model_type, subject_id))
+        table = self._tables.get(model_type)
+        return table.version_for(bucket_of(model_type, subject_id)) if table else None
 
     def predict(self, model_type: str, subject_id: str, features: Sequence[float]) -> Prediction:
         """The score of the version this subject is routed to; 0.5 / v0.0 before any version."""
@@ -172,9 +172,7 @@ class ModelRouter:
         if version is None:
             return Prediction(score=DEFAULT_SCORE, version=NO_MODEL_VERSION, sha256=None)
         loaded = self._loaded.get((model_type, version)) or self._load(model_type, version)
-        import numpy as np
-
-        row = np.asarray(features, dtype=np.float32).reshape(1, -1)
+        row = _np().asarray(features, dtype=_np().float32).reshape(1, -1)
         output = loaded.session.run(None, {loaded.input_name: row})[0]
         return Prediction(score=float(output.reshape(-1)[0]), version=version, sha256=loaded.sha256)
 
@@ -217,6 +215,12 @@ class ModelRouter:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
 
 
 def _sha256_file(path: Path) -> str:

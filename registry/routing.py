@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Mapping
 
 from registry.versioning import parse_version
@@ -41,10 +42,21 @@ def bucket_ranges(weights: Mapping[str, float]) -> list[tuple[str, int, int]]:
 
 def version_for_bucket(weights: Mapping[str, float], bucket: int) -> str | None:
     """The version whose range holds `bucket`; None when no version has weight."""
-    for version, start, end in bucket_ranges(weights):
-        if start <= bucket < end:
-            return version
-    return None
+    return RouteTable(weights).version_for(bucket)
+
+
+class RouteTable:
+    """`bucket_ranges` computed once for a weight map, for many lookups (a bisect each)."""
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        ranges = bucket_ranges(weights)
+        self._ends = [end for _, _, end in ranges]
+        self._versions = [version for version, _, _ in ranges]
+
+    def version_for(self, bucket: int) -> str | None:
+        if not self._ends or not 0 <= bucket < BUCKETS:
+            return None
+        return self._versions[bisect_right(self._ends, bucket)]
 
 
 def route(weights: Mapping[str, float], model_type: str, subject_id: str) -> str | None:

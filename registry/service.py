@@ -29,7 +29,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.metrics import RegistryMetrics
-from registry.routing import bucket_of, version_for_bucket
+from registry.routing import RouteTable, bucket_of
 from registry.store import ApplyResult, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Serving:
     expires_at: float
-    weights: dict[str, float]
+    table: RouteTable
     shas: dict[str, str]
 
 
@@ -246,18 +246,28 @@ class RegistryService:
 
     def route(self, model_type: str, subject_id: str) -> dict[str, Any]:
         """`{model_type, subject_id, bucket, version, sha256}`; version null before any exists."""
+        cached = self.route_cached(model_type, subject_id)
+        if cached is not None:
+            return cached
+        self.require_model_type(model_type)
+        _revision, rows = self.store.serving(model_type)
+        self._serving[model_type] = _Serving(
+            expires_at=time.monotonic() + self.route_cache_seconds,
+            table=RouteTable({v: w for v, (w, _) in rows.items()}),
+            shas={v: sha for v, (_, sha) in rows.items()},
+        )
+        return self._route_with(self._serving[model_type], model_type, subject_id)
+
+    def route_cached(self, model_type: str, subject_id: str) -> dict[str, Any] | None:
+        """`route` from the in-memory table when it is fresh (no I/O), else None."""
         serving = self._serving.get(model_type)
         if serving is None or serving.expires_at < time.monotonic():
-            self.require_model_type(model_type)
-            _revision, rows = self.store.serving(model_type)
-            serving = _Serving(
-                expires_at=time.monotonic() + self.route_cache_seconds,
-                weights={v: w for v, (w, _) in rows.items()},
-                shas={v: sha for v, (_, sha) in rows.items()},
-            )
-            self._serving[model_type] = serving
+            return None
+        return self._route_with(serving, model_type, subject_id)
+
+    def _route_with(self, serving: _Serving, model_type: str, subject_id: str) -> dict[str, Any]:
         bucket = bucket_of(model_type, subject_id)
-        version = version_for_bucket(serving.weights, bucket)
+        version = serving.table.version_for(bucket)
         self.metrics.routes.labels(model_type).inc()
         return {
             "model_type": model_type,

@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the registry: the service, the producer, the bearer-token check."""
+"""FastAPI dependencies of the registry (async: no I/O, so no thread hop): service, producer, token."""
 
 from __future__ import annotations
 
@@ -15,22 +15,22 @@ from registry.settings import RegistrySettings
 _bearer = HTTPBearer(auto_error=False, description="RELEARN_API_TOKEN")
 
 
-def get_service(request: Request) -> RegistryService:
+async def get_service(request: Request) -> RegistryService:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> RegistrySettings:
+async def get_settings(request: Request) -> RegistrySettings:
     return request.app.state.settings
 
 
-def get_producer(request: Request) -> Producer:
+async def get_producer(request: Request) -> Producer:
     producer = request.app.state.producer
     if producer is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Kafka is disabled")
     return producer
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:

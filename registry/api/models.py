@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from registry.api.deps import Service
 from registry.api.schemas import ModelSummary, RouteOut, VersionOut
@@ -55,10 +56,14 @@ def get_artifact(model_type: str, version: str, service: Service, request: Reque
 
 
 @router.get("/{model_type}/route", response_model=RouteOut)
-def get_route(
+async def get_route(
     model_type: str,
     subject_id: Annotated[str, Query(min_length=1, max_length=256)],
     service: Service,
-) -> dict:
+) -> Response:
     """The version (and its sha256) serving this subject under the current weights."""
-    return service.route(model_type, subject_id)
+    # The hot path answers from memory on the event loop; only a stale table goes to a thread.
+    body = service.route_cached(model_type, subject_id)
+    if body is None:
+        body = await run_in_threadpool(service.route, model_type, subject_id)
+    return JSONResponse(body)
