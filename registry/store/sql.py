@@ -38,6 +38,8 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # instances starting together migrate once
+            connection.execute(text("SELECT pg_advisory_xact_lock(7215400001)"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -48,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
+    import logging
+
     from registry.client import RegistryClient
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
     url = args.registry_url or os.environ.get("RELEARN_REGISTRY_URL", "http://127.0.0.1:8080")
     token = os.environ.get("RELEARN_API_TOKEN")

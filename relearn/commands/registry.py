@@ -15,7 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     from registry.main import create_app
     from registry.settings import RegistrySettings
