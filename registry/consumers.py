@@ -116,6 +116,9 @@ class InputConsumer:
         metrics: RegistryMetrics,
         poll_timeout: float = 0.5,
         lag_interval: float = 5.0,
+        on_fatal: Callable[[], None] | None = None,
+        retries: int = TRANSIENT_RETRIES,
+        backoff: float = 0.5,
     ) -> None:
         self.topic = topic
         self._bootstrap = bootstrap_servers
@@ -127,6 +130,9 @@ class InputConsumer:
         self._lag_interval = lag_interval
         self._stop = threading.Event()
         self.failure: BaseException | None = None
+        self._on_fatal = on_fatal
+        self._retries = retries
+        self._backoff = backoff
         self.processed = 0
         self._thread = threading.Thread(target=self._run, name=f"registry-{topic}", daemon=True)
 
@@ -165,9 +171,11 @@ class InputConsumer:
             log.critical("registry consumer stopped topic=%s: %s", self.topic, exc, exc_info=True)
         finally:
             consumer.close()
+        if self.failure is not None and self._on_fatal is not None:
+            self._on_fatal()
 
     def _process(self, message: Message) -> None:
-        for attempt in range(1, TRANSIENT_RETRIES + 1):
+        for attempt in range(1, self._retries + 1):
             try:
                 self._handle(message.value())
                 return
@@ -175,7 +183,7 @@ class InputConsumer:
                 self._dead_letters.send(message, exc.reason, exc.detail)
                 return
             except Exception:
-                if attempt == TRANSIENT_RETRIES:
+                if attempt == self._retries:
                     raise
                 log.warning(
                     "transient failure topic=%s partition=%s offset=%s attempt=%d",
@@ -185,7 +193,7 @@ class InputConsumer:
                     attempt,
                     exc_info=True,
                 )
-                time.sleep(min(0.5 * 2**attempt, 8.0))
+                time.sleep(min(self._backoff * 2**attempt, 8.0))
 
     def _record_lag(self, consumer: object) -> None:
         try:

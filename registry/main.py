@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -59,8 +59,14 @@ async def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=_status_of(exc))
 
 
-def create_app(settings: RegistrySettings) -> FastAPI:
-    """The registry app for these settings; nothing connects until the lifespan starts."""
+def create_app(
+    settings: RegistrySettings, on_consumer_failure: Callable[[], None] | None = None
+) -> FastAPI:
+    """The registry app for these settings; nothing connects until the lifespan starts.
+
+    `on_consumer_failure` runs when a consumer thread gives up (the entry point stops the
+    process so its supervisor restarts it); without it /readyz reports 503 from then on.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,6 +106,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
                     lambda raw: handle_model_deployed(service, raw),
                     dead_letters,
                     metrics,
+                    on_fatal=on_consumer_failure,
                 ),
                 InputConsumer(
                     settings.bootstrap_servers,
@@ -108,6 +115,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
                     lambda raw: handle_registry_command(service, raw),
                     dead_letters,
                     metrics,
+                    on_fatal=on_consumer_failure,
                 ),
             ]
             for consumer in app.state.consumers:

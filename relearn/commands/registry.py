@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import os
+    import signal
+    import threading
 
     import uvicorn
 
@@ -27,5 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     settings = RegistrySettings()
     host = args.host or settings.registry_host
     port = args.port or settings.registry_port
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
-    return 0
+
+    failed = threading.Event()
+
+    def stop_loudly() -> None:  # a consumer gave up: exit non-zero so a supervisor restarts us
+        logging.getLogger("relearn.registry").critical("a registry consumer failed; stopping")
+        failed.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = create_app(settings, on_consumer_failure=stop_loudly)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 1 if failed.is_set() else 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 from fastapi.testclient import TestClient
 
 from bus.clients import make_consumer, make_producer
@@ -20,7 +21,9 @@ from contracts.events import (
     to_json,
 )
 from contracts.topics import Topics
+from registry.consumers import DeadLetters, InputConsumer
 from registry.main import create_app
+from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from tests.registry.conftest import make_deployment, wait_for
@@ -204,3 +207,43 @@ def test_events_committed_while_kafka_was_away_are_published_on_start(
         RegistryEventType.VERSION_REGISTERED,
         RegistryEventType.TRAFFIC_CHANGED,
     ]
+
+
+def test_a_transient_failure_is_retried_then_the_consumer_stops_loudly(
+    kafka_bootstrap: str, topics: Topics, group_id: str
+) -> None:
+    calls: list[bytes | None] = []
+    fatal = threading.Event()
+
+    def database_away(raw: bytes | None) -> None:
+        calls.append(raw)
+        raise ConnectionError("database unreachable")
+
+    producer = make_producer(kafka_bootstrap)
+    dead_letters = DeadLetters(producer, topics.internal_dlq, RegistryMetrics())
+    consumer = InputConsumer(
+        kafka_bootstrap,
+        group_id,
+        topics.model_deployed,
+        database_away,
+        dead_letters,
+        RegistryMetrics(),
+        on_fatal=fatal.set,
+        retries=3,
+        backoff=0.01,
+    )
+    produce(kafka_bootstrap, topics.model_deployed, [(b"k", b"{}")])
+    consumer.start()
+    try:
+        assert fatal.wait(30)
+        assert len(calls) == 3 and isinstance(consumer.failure, ConnectionError)
+        assert not consumer.healthy and consumer.processed == 0
+    finally:
+        consumer.stop()
+    probe = make_consumer(kafka_bootstrap, group_id)
+    try:
+        partitions = [TopicPartition(topics.model_deployed, p) for p in range(4)]
+        committed = probe.committed(partitions, timeout=10)
+    finally:
+        probe.close()
+    assert all(tp.offset < 0 for tp in committed)  # nothing committed: it will be retried
