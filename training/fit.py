@@ -145,3 +145,17 @@ def fit(
         "seed": hyper.seed,
     }
     return FitResult(network, metrics, epoch, early_stopping_epoch)
+
+
+def warm_up(spec: ModelTypeSpec, threads: int = 1) -> None:
+    """One tiny fit, so a long-running worker pays torch's lazy first-step setup (~2 s) at start."""
+    from training.dataset import Dataset
+
+    rows = np.random.default_rng(0).normal(size=(12, spec.feature_count)).astype(np.float32)
+    tiny = Dataset(rows[:8], np.full(8, 0.5, np.float32))
+    split = Split(
+        tiny,
+        Dataset(rows[8:10], np.full(2, 0.5, np.float32)),
+        Dataset(rows[10:], np.full(2, 0.5, np.float32)),
+    )
+    fit(spec, split, Hyperparameters(max_epochs=1, batch_size=4, threads=threads))

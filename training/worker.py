@@ -17,7 +17,7 @@ from contracts.events import Lineage, RetrainRequested, to_json, utc_now
 from contracts.topics import Topics
 from training.artifacts import ArtifactStore
 from training.errors import InvalidCommandError, TrainingError
-from training.fit import EpochReport
+from training.fit import EpochReport, warm_up
 from training.ledger import CommandLedger, RecordedOutcome
 from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
 from training.samples import SampleSource
@@ -211,11 +211,16 @@ class RetrainWorker:
         so a run longer than max.poll.interval.ms never triggers a rebalance."""
         consumer.subscribe([self.topics.retrain_commands])
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
+        # torch's lazy first-step setup (~2 s) is paid now, on the training thread, not by a command.
+        spec = self.pipeline.catalog.get(self.pipeline.catalog.names()[0])
+        if spec is not None:
+            executor.submit(warm_up, spec, self.pipeline.config.hyper.threads)
         pending: tuple[Message, Future[CommandOutcome]] | None = None
         log.info("trainer consuming %s", self.topics.retrain_commands)
         try:
             while not stop.is_set():
-                message = consumer.poll(0.5)
+                # Paused while training: poll briefly, so a finished run is settled at once.
+                message = consumer.poll(0.05 if pending is not None else 0.5)
                 if pending is not None and pending[1].done():
                     self._settle(consumer, *pending)
                     pending = None
