@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.exceptions import SameNode
 
 from contracts.events import to_json  # noqa: F401  (re-exported for callers building events)
 from streams import processing, rules
@@ -48,7 +49,8 @@ def create_app(settings: StreamsSettings) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger=0.002,
+        producer_linger=0.005,
+        producer_max_batch_size=262_144,
         broker_commit_interval=settings.streams_commit_interval_seconds,
         # Standbys double every changelog read; recovery replays the changelog instead.
         table_standby_replicas=0,
@@ -58,6 +60,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
         web_port=settings.streams_web_port,
         canonical_url=settings.web_url,
     )
+    # Table writes queue changelog sends; at faust's default of 100 queued sends the agents
+    # stall until the queue drains (faust-streaming issue #173), which halves throughput.
+    app.producer.buffer.max_messages = 10_000
     topics = settings.topics
     catalog = settings.model_types()
     stream_rules = processing.StreamRules(
@@ -82,7 +87,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
     ttl = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
     table: dict[str, Any] = {
-        "schema": faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        "key_type": str,  # keys and values are JSON on the changelog
         "partitions": partitions,
     }
     # event_id -> [partition, offset] where first seen; RocksDB TTL and changelog retention
@@ -176,34 +181,43 @@ def create_app(settings: StreamsSettings) -> faust.App:
     async def follow_registry() -> None:
         await follower.run()
 
-    def unknown(web: Any, model_type: str) -> Any:
-        return web.json({"detail": f"unknown model type {model_type!r}"}, status=404)
+    async def answer_for(
+        web: Any, request: Any, model_type: str, answer: Callable[[], Any]
+    ) -> Any:
+        """Answer here when this worker owns the model type's partition, else ask its owner."""
+        if model_type not in catalog:
+            return web.json({"detail": f"unknown model type {model_type!r}"}, status=404)
+        try:
+            # The owner of the model type's training-samples partition holds its table values.
+            return await app.router.route_topic_req(training_samples, model_type, web, request)
+        except SameNode:
+            return web.json(answer())
+        except Exception as exc:  # no assignment yet, or the owner does not answer (rebalance)
+            log.info("cannot route %s for %s yet: %r", request.url, model_type, exc)
+            return web.json({"detail": "partition owner not known yet, retry"}, status=503)
 
     @app.page("/performance/{model_type}")
-    @app.table_route(table=model_types, match_info="model_type")
     async def performance_page(web: Any, request: Any, model_type: str) -> Any:
-        if model_type not in catalog:
-            return unknown(web, model_type)
         days = int(request.query.get("days", "7"))
-        return web.json(
-            processing.performance_rows(performance, model_type, days, datetime.now(UTC))
+        return await answer_for(
+            web, request, model_type,
+            lambda: processing.performance_rows(performance, model_type, days, datetime.now(UTC)),
         )
 
     @app.page("/samples/{model_type}")
-    @app.table_route(table=model_types, match_info="model_type")
     async def samples_page(web: Any, request: Any, model_type: str) -> Any:
-        if model_type not in catalog:
-            return unknown(web, model_type)
-        return web.json(
-            processing.samples_view(model_types, model_type, settings.retrain_sample_threshold)
+        return await answer_for(
+            web, request, model_type,
+            lambda: processing.samples_view(
+                model_types, model_type, settings.retrain_sample_threshold
+            ),
         )
 
     @app.page("/abtest/{model_type}")
-    @app.table_route(table=model_types, match_info="model_type")
     async def abtest_page(web: Any, request: Any, model_type: str) -> Any:
-        if model_type not in catalog:
-            return unknown(web, model_type)
-        return web.json(processing.abtest_view(model_types, model_type))
+        return await answer_for(
+            web, request, model_type, lambda: processing.abtest_view(model_types, model_type)
+        )
 
     @app.page("/rejections")
     async def rejections_page(web: Any, request: Any) -> Any:
