@@ -9,7 +9,7 @@
   scores after passing its offline gate, arrives as a staging candidate at 10%, lowers the
   positive outcome rate and raises the squared error: the A/B test should roll it back.
 - `good-candidate`: when the model type has no version yet (its first event is served as v0.0),
-  it writes `<type>.degrade` = 0.5 at once: the first model (v1.0, which becomes production) is
+  it writes `<type>.degrade` = 0.6 at once: the first model (v1.0, which becomes production) is
   mildly degraded, and the next candidate, trained normally on more data, beats it: the A/B
   test should promote it. When a version already serves, production is taken as healthy and
   nothing is written (a warning says so): start this scenario on a fresh model type.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 NO_MODEL_VERSION = "v0.0"
 BAD_CANDIDATE_STRENGTH = 1.0
-GOOD_CANDIDATE_PRODUCTION_STRENGTH = 0.5
+GOOD_CANDIDATE_PRODUCTION_STRENGTH = 0.6
 
 
 class Scenario(StrEnum):

@@ -188,7 +188,7 @@ def test_good_candidate_degrades_the_first_model_only_on_a_fresh_type(
     )
     assert not fault_path(tmp_path / "faults", "calling_score").exists()
     simulation, _ = simulate(tmp_path, world=world, events=20, scenario=Scenario.GOOD_CANDIDATE)
-    assert float(fault_path(tmp_path / "faults", "calling_score").read_text()) == 0.5
+    assert float(fault_path(tmp_path / "faults", "calling_score").read_text()) == 0.6
     assert len(simulation.truth.faults_written) == 1
 
 
