@@ -119,6 +119,7 @@ class InputConsumer:
         on_fatal: Callable[[], None] | None = None,
         retries: int = TRANSIENT_RETRIES,
         backoff: float = 0.5,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.topic = topic
         self._bootstrap = bootstrap_servers
@@ -133,6 +134,7 @@ class InputConsumer:
         self._on_fatal = on_fatal
         self._retries = retries
         self._backoff = backoff
+        self._session_timeout_ms = session_timeout_ms
         self.processed = 0
         self._thread = threading.Thread(target=self._run, name=f"registry-{topic}", daemon=True)
 
@@ -148,7 +150,9 @@ class InputConsumer:
         return self._thread.is_alive() and self.failure is None
 
     def _run(self) -> None:
-        consumer = make_consumer(self._bootstrap, self._group_id)
+        consumer = make_consumer(
+            self._bootstrap, self._group_id, **{"session.timeout.ms": self._session_timeout_ms}
+        )
         consumer.subscribe([self.topic])
         next_lag = time.monotonic() + self._lag_interval
         try:

@@ -107,6 +107,7 @@ def create_app(
                     dead_letters,
                     metrics,
                     on_fatal=on_consumer_failure,
+                    session_timeout_ms=settings.registry_session_timeout_ms,
                 ),
                 InputConsumer(
                     settings.bootstrap_servers,
@@ -116,6 +117,7 @@ def create_app(
                     dead_letters,
                     metrics,
                     on_fatal=on_consumer_failure,
+                    session_timeout_ms=settings.registry_session_timeout_ms,
                 ),
             ]
             for consumer in app.state.consumers:

@@ -21,6 +21,8 @@ class RegistrySettings(KafkaSettings):
     registry_consumer_group: str = "relearn-registry"
     registry_candidate_weight: float = Field(default=0.1, gt=0, le=1)
     registry_route_cache_seconds: float = Field(default=1.0, ge=0)
+    # A killed instance's partitions move to a live one after this long (librdkafka: 45 s).
+    registry_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     registry_kafka_enabled: bool = True
 
     def resolved_database_url(self) -> str:

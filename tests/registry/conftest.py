@@ -205,11 +205,13 @@ def deployment(artifact_dir: Path) -> DeploymentFactory:
     return lambda **kw: make_deployment(artifact_dir, **kw)
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 30.0, what: str = "", interval: float = 0.1
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
