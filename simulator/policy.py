@@ -10,6 +10,7 @@ produce an outcome event: a model that ranks well really raises the positive out
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -21,18 +22,20 @@ class ContactPolicy:
     share: float = 0.3
     explore: float = 0.05
     window: int = 500
-    _recent: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    # Per (model type, version): the window in arrival order, and the same scores sorted.
+    _recent: dict[tuple[str, str], tuple[deque[float], list[float]]] = field(default_factory=dict)
 
     def should_contact(
         self, model_type: str, version: str, score: float, u: float, v: float
     ) -> bool:
         """u, v: two independent uniform draws in [0, 1) (tie-break and exploration)."""
-        recent = self._recent.setdefault((model_type, version), deque(maxlen=self.window))
-        if recent:
-            below = sum(1 for s in recent if s < score)
-            equal = sum(1 for s in recent if s == score)
-            rank = (below + u * (equal + 1)) / (len(recent) + 1)
-        else:
-            rank = u
-        recent.append(score)
+        arrival, ordered = self._recent.setdefault((model_type, version), (deque(), []))
+        below = bisect_left(ordered, score)
+        equal = bisect_right(ordered, score) - below
+        rank = (below + u * (equal + 1)) / (len(ordered) + 1)
+        arrival.append(score)
+        insort(ordered, score)
+        if len(arrival) > self.window:
+            oldest = arrival.popleft()
+            del ordered[bisect_left(ordered, oldest)]
         return rank >= 1.0 - self.share or v < self.explore
