@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 SOURCE_PARTITION_HEADER = "source.partition"
 SOURCE_OFFSET_HEADER = "source.offset"
-# Commands remembered per model type for re-sending on replay (more than can follow one commit).
-REMEMBERED_COMMANDS = 16
+# Commands remembered per model type for re-sending on replay (more than follow one commit).
+REMEMBERED_COMMANDS = 4
 
 
 class Output:

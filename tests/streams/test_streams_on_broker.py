@@ -132,7 +132,7 @@ def test_two_workers_four_partitions_equal_ground_truth(
 def test_sigkill_recovery_loses_and_double_counts_nothing(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
-    events = int(os.environ.get("RELEARN_STREAMS_CHAOS_EVENTS", "20000"))
+    events = int(os.environ.get("RELEARN_STREAMS_CHAOS_EVENTS", "8000"))
     kills = int(os.environ.get("RELEARN_STREAMS_CHAOS_KILLS", "2"))
     rate = float(os.environ.get("RELEARN_STREAMS_CHAOS_RATE", "2500"))
     messages, truth = outcome_events(events, seed=11)
