@@ -64,9 +64,12 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _console() -> Any:
+    import sys
+
     from rich.console import Console
 
-    return Console()
+    # A pipe or a file gets whole lines; a terminal gets its own width.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
@@ -74,7 +77,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap, never truncate a version or status
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
     return table
@@ -125,7 +128,7 @@ def _show(args: argparse.Namespace) -> int:
             _metric(v["metrics"], "test_loss"),
             _metric(v["baseline_metrics"], "test_loss"),
             v["sha256"][:12],
-            v["created_at"],
+            v["created_at"][:19].replace("T", " "),
         ]
         for v in versions
     ]

@@ -135,3 +135,28 @@ def test_router_serves_the_routed_version_and_verifies_artifacts(
         with pytest.raises(ArtifactIntegrityError):
             router.predict(MT, "s1", features)
         assert not (tmp_path / "other" / MT / f"{third.sha256}.onnx").exists()
+
+
+def test_models_cli_prints_tables_and_acts(
+    live: LiveRegistry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relearn.cli import main
+
+    for seed in (0, 1):
+        live.service.register_deployment(make_deployment(live.artifact_dir, seed=seed))
+    monkeypatch.setenv("RELEARN_API_TOKEN", TOKEN)
+    base = ["models", "--registry-url", live.url]
+    assert main([*base, "list"]) == 0
+    assert "v1.0 (0.9)" in capsys.readouterr().out
+    assert main([*base, "promote", MT, "v1.1", "--weight", "0.5"]) == 0
+    assert "v1.0=0.5, v1.1=0.5" in capsys.readouterr().out
+    assert main([*base, "weights", MT, "v1.0=0.8", "v1.1=0.2"]) == 0
+    assert "v1.0=0.8, v1.1=0.2" in capsys.readouterr().out
+    assert main([*base, "rollback", MT, "v1.1"]) == 0
+    assert main([*base, "show", MT]) == 0
+    assert "rolled_back" in capsys.readouterr().out
+    assert main([*base, "weights", MT, "v1.0=0.5", "v1.1=0.7"]) == 1  # 422, a clear error
+    assert "sum to 1" in capsys.readouterr().err
+    monkeypatch.setenv("RELEARN_API_TOKEN", "wrong")
+    assert main([*base, "rollback", MT, "v1.0"]) == 1
+    assert "403" in capsys.readouterr().err
