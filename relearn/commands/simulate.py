@@ -136,15 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
             truth.write(args.ground_truth)
 
     table = Table(title=f"relearn simulate --scenario {config.scenario.value}: what was sent")
-    for column in (
-        "model type",
-        "version",
-        "day",
-        "events",
-        "positive rate",
-        "avg prediction",
-        "mean sq. error",
-    ):
+    for column in ("model type", "version", "day", "events", "pos. rate", "avg pred.", "MSE"):
         table.add_column(column)
     for model_type, versions in truth.as_dict()["valid"].items():
         for version, days in versions.items():
@@ -158,7 +150,8 @@ def _simulate(args: argparse.Namespace) -> int:
                     f"{row['avg_prediction']:.3f}",
                     f"{row['mean_squared_error']:.4f}",
                 )
-    Console().print(table)
+    out = Console()
+    Console(width=max(out.width, 100)).print(table)
     print(
         f"messages {truth.messages_produced}: valid {truth.valid_events}, "
         f"invalid {truth.invalid_events} {dict(truth.invalid_by_reason)}, "
