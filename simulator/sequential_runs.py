@@ -21,8 +21,6 @@ from streams.sequential_test import (
     Verdict,
 )
 
-# Two-sided 5% normal quantile is computed from alpha at run time; scipy is not a dependency.
-
 
 def normal_quantile(p: float) -> float:
     """Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9)."""
@@ -152,7 +150,9 @@ def path_statistics(
     return PathStatistics(nc, npr, rate_diff, rate_llr, rate_z, error_diff, error_llr, error_z)
 
 
-def draw_stream(rng: np.random.Generator, scenario: AbScenario) -> tuple[np.ndarray, ...]:
+def draw_stream(
+    rng: np.random.Generator, scenario: AbScenario
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events up to the candidate horizon: arm flags, positive outcomes, squared errors."""
     # Enough events that the candidate reaches its horizon (weight * n, plus slack), then cut.
     total = int(scenario.candidate_horizon / scenario.weight * 1.2) + 200

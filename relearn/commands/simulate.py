@@ -59,7 +59,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     from simulator.ground_truth import GroundTruth
     from simulator.publisher import KafkaPublisher
-    from simulator.runner import DefaultScorer, Simulation, SimulationConfig
+    from simulator.runner import DefaultScorer, Scorer, Simulation, SimulationConfig
     from simulator.scenarios import Scenario
     from simulator.settings import SimulatorSettings
     from simulator.world import WORLD_SEED
@@ -87,6 +87,7 @@ def _simulate(args: argparse.Namespace) -> int:
         )
         return 2
     router = None
+    scorer: Scorer
     if args.offline:
         scorer = DefaultScorer()
     else:

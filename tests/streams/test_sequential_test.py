@@ -253,3 +253,11 @@ def test_real_decide_looked_at_in_batches_rolls_back_a_bad_candidate() -> None:
                 decided += decide(production, candidate, ALPHA, 200).verdict is Verdict.ROLLBACK
                 break
     assert decided >= 9
+
+
+def test_normal_quantile_of_the_naive_comparison() -> None:
+    from simulator.sequential_runs import normal_quantile
+
+    assert normal_quantile(0.975) == pytest.approx(1.959964, abs=1e-6)
+    assert normal_quantile(0.01) == pytest.approx(-2.326348, abs=1e-6)
+    assert normal_quantile(0.5) == pytest.approx(0.0, abs=1e-12)
