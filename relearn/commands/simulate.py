@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Subjects from a fixed distribution, a hidden ground truth, scores served "
         "by the registry (ModelRouter), an app that contacts the best-scored 30%; "
         "outcome events to Kafka keyed by subject_id.",
+        epilog="scenarios: steady and aa inject nothing; bad-candidate writes "
+        "<RELEARN_FAULTS_DIR>/<type>.degrade = 1.0 once a real version serves, so the next "
+        "model trained is near-random (to be rolled back); good-candidate writes 0.6 when no "
+        "version serves yet, so v1.0 is weak and the next normal candidate is promoted.",
     )
     parser.add_argument("--scenario", choices=SCENARIOS, default="steady")
     parser.add_argument("--rate", type=float, default=200.0, help="messages/s (0 = unlimited)")

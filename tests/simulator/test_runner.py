@@ -226,3 +226,12 @@ def test_policy_contacts_about_the_top_share_and_random_ties() -> None:
     assert np.mean(scores[np.array(contacted)]) > 0.8
     constant = [policy.should_contact("t", "v0.0", 0.5, rng.random(), 1.0) for _ in range(5_000)]
     assert 0.27 < np.mean(constant) < 0.33
+
+
+@pytest.mark.parametrize("strength", [0.0, -0.1, 1.5, float("nan")])
+def test_a_fault_strength_outside_zero_one_is_refused(tmp_path: Path, strength: float) -> None:
+    from simulator.scenarios import write_fault
+
+    with pytest.raises(ValueError):
+        write_fault(tmp_path, "calling_score", strength)
+    assert not any(tmp_path.iterdir())
