@@ -32,7 +32,7 @@ from contracts.model_types import Loss, ModelTypeSpec  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from training.dataset import Split, split_dataset  # noqa: E402
 from training.export import score_onnx, session_for  # noqa: E402
-from training.fit import _batch_loss  # noqa: E402
+from training.fit import batch_loss  # noqa: E402
 from training.hyperparameters import Hyperparameters  # noqa: E402
 from training.network import ScoringNetwork, build_network, configure_torch, predict  # noqa: E402
 from training.samples import KafkaSampleReader  # noqa: E402
@@ -89,7 +89,7 @@ def bare_torch_loop(
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], hyper.batch_size):
             index = order[start : start + hyper.batch_size]
-            loss = _batch_loss(network, x[index], y[index], spec.loss)
+            loss = batch_loss(network, x[index], y[index], spec.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

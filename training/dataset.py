@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +35,11 @@ class DatasetBuilder:
     duplicates: int = 0
     skipped: int = 0
 
+    def __post_init__(self) -> None:
+        # Looked up once: add() runs for every record read (100k+ per command).
+        self._width = self.spec.feature_count
+        self._score_target = self.spec.target is Target.OUTCOME_SCORE
+
     def add(
         self,
         event_id: str,
@@ -43,24 +47,24 @@ class DatasetBuilder:
         outcome_score: float,
         positive_outcome: bool,
     ) -> bool:
-        """Add one sample; False when it was a duplicate or malformed (counted, never raised)."""
+        """Add one sample; False when it was a duplicate or malformed (counted, never raised).
+        Non-finite values are dropped in build(), vectorized."""
         if event_id in self._seen:
             self.duplicates += 1
             return False
-        try:
-            target = (
-                float(outcome_score)
-                if self.spec.target is Target.OUTCOME_SCORE
-                else float(_as_bool(positive_outcome))
-            )
-        except (TypeError, ValueError):
+        if self._score_target:
+            target = outcome_score
+            kind = type(target)
+            if kind is not float and (kind is bool or kind is not int):
+                self.skipped += 1
+                return False
+        elif type(positive_outcome) is bool:
+            target = 1.0 if positive_outcome else 0.0
+        else:
             self.skipped += 1
             return False
-        if (
-            not isinstance(features, list | tuple)
-            or len(features) != self.spec.feature_count
-            or not math.isfinite(target)
-        ):
+        kind = type(features)
+        if (kind is not list and kind is not tuple) or len(features) != self._width:
             self.skipped += 1
             return False
         self._seen.add(event_id)
@@ -83,17 +87,11 @@ class DatasetBuilder:
             rows, values = [rows[i] for i in keep], [values[i] for i in keep]
             features = np.asarray(rows, dtype=np.float32).reshape(len(values), width)
         targets = np.asarray(values, dtype=np.float32)
-        finite = np.isfinite(features).all(axis=1)
+        finite = np.isfinite(features).all(axis=1) & np.isfinite(targets)
         skipped = self.skipped + int((~finite).sum())
         if not finite.all():
             features, targets = features[finite], targets[finite]
         return Dataset(features, targets, duplicates=self.duplicates, skipped=skipped)
-
-
-def _as_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"positive_outcome {value!r} is not a boolean")
-    return value
 
 
 def _numeric(row: Sequence[object]) -> bool:

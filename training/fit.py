@@ -44,7 +44,7 @@ class FitResult:
 EpochCallback = Callable[[EpochReport], None]
 
 
-def _batch_loss(
+def batch_loss(
     network: ScoringNetwork, x: torch.Tensor, y: torch.Tensor, loss: Loss
 ) -> torch.Tensor:
     if loss is Loss.MSE:
@@ -87,11 +87,11 @@ def fit(
         total = torch.zeros((), dtype=torch.float64)
         for start in range(0, count, hyper.batch_size):
             index = order[start : start + hyper.batch_size]
-            batch_loss = _batch_loss(network, x_train[index], y_train[index], spec.loss)
+            loss = batch_loss(network, x_train[index], y_train[index], spec.loss)
             optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
+            loss.backward()
             optimizer.step()
-            total += batch_loss.detach().double() * index.shape[0]
+            total += loss.detach().double() * index.shape[0]
         train_loss = float(total) / count
         val_loss = _validation_loss(network, split, spec.loss)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):

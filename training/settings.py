@@ -30,8 +30,6 @@ class TrainerSettings(KafkaSettings):
     parity_atol: float = Field(default=1e-5, ge=0)
     parity_rtol: float = Field(default=1e-4, ge=0)
     onnx_opset: int = Field(default=17, ge=13)
-    # How long a poll of retrain-commands waits; short, so signals and finished runs are seen.
-    poll_timeout: float = Field(default=0.5, gt=0)
 
     def hyperparameters(self) -> Hyperparameters:
         return Hyperparameters(

@@ -61,6 +61,7 @@ def test_manual_path_from_json_prints_the_old_metric_lines(
     assert score_onnx(output.read_bytes(), rows).shape == (5,)
 
 
+@pytest.mark.integration
 def test_manual_path_from_parquet_deploys(
     cli_env: Path,
     capsys: pytest.CaptureFixture[str],
@@ -134,6 +135,7 @@ def stand_in_registry() -> Iterator[tuple[str, dict[str, Any]]]:
         server.shutdown()
 
 
+@pytest.mark.integration
 def test_from_lineage_reproduces_the_recorded_metrics(
     cli_env: Path,
     capsys: pytest.CaptureFixture[str],
