@@ -81,7 +81,7 @@ class DeadLetters:
         self._metrics = metrics
 
     def send(self, message: Message, reason: str, detail: str) -> None:
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("error.reason", reason.encode()),
             ("error.detail", detail.encode()[:4000]),
             ("source.topic", (message.topic() or "").encode()),
@@ -163,9 +163,10 @@ class InputConsumer:
                     next_lag = time.monotonic() + self._lag_interval
                 if message is None:
                     continue
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error topic=%s: %s", self.topic, message.error())
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error topic=%s: %s", self.topic, error)
                     continue
                 self._process(message)
                 consumer.store_offsets(message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, status
 
@@ -19,7 +19,7 @@ from registry.api.schemas import ActionOut, PromoteIn, RetrainOut, RollbackIn, W
 
 router = APIRouter(prefix="/models", tags=["actions"])
 
-_AUTH = {
+_AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "no bearer token"},
     403: {"description": "wrong bearer token"},
     404: {"description": "unknown model type or version"},
