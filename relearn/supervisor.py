@@ -26,6 +26,17 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM us when the supervisor dies, so no service is orphaned."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the supervisor's own stop() still ends its children
+        pass
+
+
 def relearn_argv(*args: str) -> list[str]:
     """argv that runs the relearn CLI with this interpreter (no reliance on PATH)."""
     return [sys.executable, "-m", "relearn.cli", *args]
@@ -63,6 +74,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+            preexec_fn=_die_with_parent,
         )
         self.processes[spec.name] = process
         log_file = (self._log_dir / f"{spec.name}.log").open("ab") if self._log_dir else None
