@@ -101,7 +101,7 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _fresh_postgres_database(server: str) -> str:
+def fresh_postgres_database(server: str) -> str:
     import psycopg
 
     name = f"reg_{uuid.uuid4().hex[:12]}"
@@ -116,7 +116,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same tests, once per store: SQLite file and a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
-    return _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    return fresh_postgres_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture

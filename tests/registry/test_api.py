@@ -15,7 +15,7 @@ from registry.main import create_app
 from registry.routing import route
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
-from tests.registry.conftest import make_deployment
+from tests.registry.conftest import fresh_postgres_database, make_deployment
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,8 +23,15 @@ MT = "calling_score"
 
 
 @pytest.fixture
-def client(tmp_path: Path, artifact_dir: Path) -> Iterator[TestClient]:
+def client(
+    request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path
+) -> Iterator[TestClient]:
+    """The app on SQLite, or on PostgreSQL when parametrized indirectly with "postgresql"."""
+    database_url = None
+    if getattr(request, "param", "sqlite") == "postgresql":
+        database_url = fresh_postgres_database(request.getfixturevalue("postgres_server"))
     settings = RegistrySettings(
+        database_url=database_url,
         state_dir=tmp_path,
         artifact_dir=artifact_dir,
         api_token=TOKEN,
@@ -139,6 +146,7 @@ def test_bad_weights_are_422(client: TestClient, two_versions: None, weights: di
     assert client.get(f"/models/{MT}").json()["weights"] == {"v1.0": 0.9, "v1.1": 0.1}
 
 
+@pytest.mark.parametrize("client", ["sqlite", "postgresql"], indirect=True)
 def test_operator_flow_ramp_promote_rollback(client: TestClient, two_versions: None) -> None:
     ramp = client.post(
         f"/models/{MT}/versions/v1.1/promote",
