@@ -30,7 +30,10 @@ class ArtifactStore:
         parsed = urlparse(artifact_uri)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
             raise ArtifactRejected("unsupported_uri", f"only file:// artifact URIs: {artifact_uri}")
-        path = Path(unquote(parsed.path)).resolve()
+        try:
+            path = Path(unquote(parsed.path)).resolve()
+        except (ValueError, OSError) as exc:  # e.g. an embedded NUL
+            raise ArtifactRejected("unsupported_uri", f"not a usable path: {exc}") from exc
         if not path.is_relative_to(self.root):
             raise ArtifactRejected(
                 "path_escape", f"artifact {artifact_uri} is outside the artifact directory"

@@ -25,6 +25,7 @@ from registry.service import RegistryService
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 1 << 20
+MAX_ID_LENGTH = 64
 TRANSIENT_RETRIES = 5
 
 
@@ -46,15 +47,25 @@ def _decode(model: type[T], raw: bytes | None) -> T:
     if len(raw) > MAX_RECORD_BYTES:
         raise Poison("too_large", f"record is {len(raw)} bytes")
     try:
-        return model.model_validate_json(raw)
+        event = model.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors()
         reason = "invalid_json" if errors and errors[0]["type"] == "json_invalid" else "schema"
         raise Poison(reason, str(exc)[:1000]) from exc
+    message_id = event.deployment_id if isinstance(event, ModelDeployed) else event.command_id
+    for name, value in (("model_type", event.model_type), ("id", message_id)):
+        # The columns hold 64 characters: longer could never be stored, so it is poison.
+        if not 0 < len(value) <= MAX_ID_LENGTH or "\x00" in value:
+            raise Poison("schema", f"{name} must be 1..{MAX_ID_LENGTH} characters, no NUL")
+    return event
 
 
 def handle_model_deployed(service: RegistryService, raw: bytes | None) -> None:
-    service.register_deployment(_decode(ModelDeployed, raw))
+    deployment = _decode(ModelDeployed, raw)
+    try:
+        service.register_deployment(deployment)
+    except RegistryError as exc:  # e.g. unstorable: never retried, never blocks the partition
+        raise Poison(exc.code, str(exc)) from exc
 
 
 def handle_registry_command(service: RegistryService, raw: bytes | None) -> None:

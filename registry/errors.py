@@ -49,3 +49,9 @@ class StoreConflict(RegistryError):
     """A concurrent writer won (unique key or revision); the unit of work is retried."""
 
     code = "conflict"
+
+
+class Unstorable(RegistryError):
+    """Data the database refuses (too long, invalid characters): retrying cannot help."""
+
+    code = "unstorable"

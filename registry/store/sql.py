@@ -13,11 +13,11 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.domain import ModelVersion, OutboxRecord
-from registry.errors import StoreConflict
+from registry.errors import StoreConflict, Unstorable
 from registry.lifecycle import Plan
 from registry.store.base import ApplyResult, Planner, RegistryStore
 from registry.store.schema import ModelTypeRow, OutboxRow, ProcessedRow, VersionRow
@@ -93,6 +93,8 @@ class SqlRegistryStore(RegistryStore):
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._apply_once(model_type, message_id, planner, attempt)
+            except DataError as exc:
+                raise Unstorable(f"the database refuses this record: {exc.orig}") from exc
             except (IntegrityError, StoreConflict, OperationalError) as exc:
                 if isinstance(exc, OperationalError) and not self._is_retryable(exc):
                     raise
@@ -221,6 +223,8 @@ class SqlRegistryStore(RegistryStore):
             return True
         except IntegrityError:
             return False
+        except DataError as exc:
+            raise Unstorable(f"the database refuses this record: {exc.orig}") from exc
 
     def processed_outcome(self, message_id: str) -> str | None:
         with self._reads() as session:

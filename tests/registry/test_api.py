@@ -210,6 +210,9 @@ def test_sha_mismatch_and_escaping_paths_are_rejected(
         "unsupported_uri": good.model_copy(
             update={"deployment_id": "d5", "artifact_uri": "http://x/m.onnx"}
         ),
+        "unsupported_uri ": good.model_copy(
+            update={"deployment_id": "d9", "artifact_uri": f"file://{artifact_dir}/a%00b.onnx"}
+        ),
         "missing_artifact": good.model_copy(
             update={"deployment_id": "d6", "artifact_uri": (artifact_dir / "gone.onnx").as_uri()}
         ),
