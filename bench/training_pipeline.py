@@ -62,7 +62,7 @@ def wait_for_one(bootstrap: str, topic: str, timeout: float = 900.0) -> float:
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            message = consumer.poll(0.05)
+            message = consumer.poll(1.0)
             if message is not None and message.error() is None:
                 return time.perf_counter()
         raise TimeoutError(f"nothing on {topic}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -219,8 +219,11 @@ class RetrainWorker:
         log.info("trainer consuming %s", self.topics.retrain_commands)
         try:
             while not stop.is_set():
-                # Paused while training: poll briefly, so a finished run is settled at once.
-                message = consumer.poll(0.05 if pending is not None else 0.5)
+                if pending is not None:
+                    # Paused while training: sleep on the future (woken the moment it ends),
+                    # then poll without blocking, so the group sees us alive.
+                    wait([pending[1]], timeout=1.0)
+                message = consumer.poll(0.0 if pending is not None else 0.5)
                 if pending is not None and pending[1].done():
                     self._settle(consumer, *pending)
                     pending = None
