@@ -18,6 +18,8 @@ from registry.consumers import (
     handle_model_deployed,
     handle_registry_command,
 )
+from registry.dashboard import router as dashboard
+from registry.dashboard.state import start_dashboard, stop_dashboard
 from registry.errors import (
     ArtifactRejected,
     IllegalTransition,
@@ -122,6 +124,7 @@ def create_app(
             ]
             for consumer in app.state.consumers:
                 consumer.start()
+        app.state.dashboard = start_dashboard(settings)
         log.info(
             "registry ready database=%s artifact_dir=%s kafka=%s",
             _redact(settings.resolved_database_url()),
@@ -131,6 +134,7 @@ def create_app(
         try:
             yield
         finally:
+            await stop_dashboard(app.state.dashboard)
             for consumer in app.state.consumers:
                 consumer.stop()
             if publisher is not None:
@@ -150,6 +154,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(actions.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -24,6 +24,10 @@ class RegistrySettings(KafkaSettings):
     # A killed instance's partitions move to a live one after this long (librdkafka: 45 s).
     registry_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     registry_kafka_enabled: bool = True
+    # The dashboard at `/`: where streams' web views are (proxied server-side), history bounds.
+    streams_url: str = "http://127.0.0.1:6066"
+    dashboard_streams_timeout: float = Field(default=2.0, gt=0)
+    dashboard_history_max_items: int = Field(default=500, ge=10)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.state_dir / 'registry.db').resolve()}"

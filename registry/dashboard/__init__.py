@@ -1,0 +1,1 @@
+"""The dashboard served at `/`: its router, the registry-events follower and its static page."""
