@@ -20,6 +20,7 @@ from streams import processing, rules
 from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, Output
 from streams.registry_follower import RegistryFollower
 from streams.settings import StreamsSettings
+from streams.transport import LowLatencyTransport
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
         web_port=settings.streams_web_port,
         canonical_url=settings.web_url,
     )
+    app.transport = LowLatencyTransport(app.conf.broker_consumer, app)
     # Table writes queue changelog sends; at faust's default of 100 queued sends the agents
     # stall until the queue drains (faust-streaming issue #173), which halves throughput.
     app.producer.buffer.max_messages = 10_000

@@ -1,0 +1,265 @@
+"""Streams throughput against the raw Kafka ceiling, and the retrain trigger latency, in one run.
+
+Usage: .venv/bin/python bench/streams_throughput.py [--events 30000] [--crossings 50]
+       [--background-rate 5000] [--threshold 20] [--profile]
+Needs a broker (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092); prints Markdown tables.
+
+(a) raw ceiling: one confluent-kafka consumer reads the topic and parses every value with orjson;
+(b) the streams app: one worker (`relearn streams`), 4 partitions, full processing (validate,
+    dedupe, forward, count, daily performance, trigger), same topic and data, timed from its first
+    progress until every event is counted;
+(c) trigger latency: background outcome events at --background-rate per second for one model
+    type; for the other, threshold-1 events, wait until counted, then the crossing event: the time
+    from producing it until its command is readable on retrain-commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from confluent_kafka import TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bus.admin import create_topics  # noqa: E402
+from bus.clients import make_consumer, make_producer  # noqa: E402
+from contracts.topics import Topics  # noqa: E402
+from streams.testing import outcome_events  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.streams.harness import StreamsWorker, get_json, produce, wait_until  # noqa: E402
+
+
+def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
+    consumer = make_consumer(bootstrap, f"bench-raw-{uuid.uuid4().hex[:8]}")
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    seen = 0
+    started = time.perf_counter()
+    while seen < count:
+        for message in consumer.consume(10_000, timeout=1.0):
+            if message.error():
+                continue
+            seen += 1
+            try:
+                orjson.loads(message.value())
+            except orjson.JSONDecodeError:
+                pass
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return count / elapsed
+
+
+def counted(worker: StreamsWorker, threshold: int, model_types: list[str]) -> int:
+    total = 0
+    for model_type in model_types:
+        view = get_json(f"{worker.url}/samples/{model_type}") or {}
+        total += view.get("retrain_commands", 0) * threshold + view.get("new_samples", 0)
+    return total
+
+
+def streams_throughput(
+    bootstrap: str, prefix: str, events: int, workdir: Path, profile: bool
+) -> tuple[float, float, str | None]:
+    topics = Topics(prefix)
+    create_topics(bootstrap, topics, 4, 1)
+    messages, truth = outcome_events(events, seed=3)
+    produce(bootstrap, topics.outcome_events, messages)
+    ceiling = raw_ceiling(bootstrap, topics.outcome_events, len(messages))
+
+    threshold = 1000
+    worker = StreamsWorker(bootstrap, prefix, free_port(), workdir / "throughput",
+                           RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold))
+    valid = len(truth.valid_ids)
+    model_types = sorted(truth.per_type)
+    spy = None
+    try:
+        worker.start()
+        worker.wait_web()
+        wait_until(lambda: counted(worker, threshold, model_types) > 0, 120, "no progress")
+        started = time.perf_counter()
+        if profile:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                 str(worker.process.pid), "-d", "20", "-f", "raw", "-o",
+                 str(workdir / "streams.pyspy.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        wait_until(lambda: counted(worker, threshold, model_types) >= valid, 1800,
+                   "not all counted")
+        elapsed = time.perf_counter() - started
+        if spy is not None:
+            spy.wait()
+    finally:
+        worker.stop()
+    rate = events / elapsed
+    summary = summarize_profile(workdir / "streams.pyspy.txt") if profile else None
+    return ceiling, rate, summary
+
+
+def summarize_profile(path: Path) -> str:
+    """Inclusive share of the main thread's samples by a few frames worth naming."""
+    wanted = {
+        "handle_outcome": "validate + dedupe (streams.processing.handle_outcome)",
+        "handle_sample": "count + daily + A/B (streams.processing.handle_sample)",
+        "Table.on_key_set": "table changelog sends (faust Table.on_key_set)",
+        "Topic.send": "forward / emit sends (faust Topic.send)",
+        "Sender._send_produce_req": "aiokafka producer requests",
+        "Fetcher._fetcher": "faust fetcher -> streams",
+        "Stream._c_aiter": "faust stream iteration",
+        "EpollSelector.select": "idle in the event loop",
+    }
+    shares: dict[str, int] = dict.fromkeys(wanted, 0)
+    total = 0
+    if not path.exists():
+        return "(no profile: py-spy missing?)"
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames[0].startswith("_run_module_as_main"):
+            continue
+        total += int(count)
+        names = {frame.split(" (")[0] for frame in frames}
+        for key in wanted:
+            if key in names:
+                shares[key] += int(count)
+    rows = [f"| {wanted[k]} | {shares[k] / max(total, 1):.0%} |" for k in wanted]
+    return "| main thread, inclusive | share |\n|---|---|\n" + "\n".join(rows)
+
+
+def _event(model_type: str, subject: str) -> bytes:
+    return orjson.dumps({
+        "event_id": str(uuid.uuid4()), "model_type": model_type, "model_version": "v0.0",
+        "subject_id": subject, "features": [0.5] * 23, "prediction": 0.5,
+        "outcome_score": 0.5, "positive_outcome": True,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    })
+
+
+def trigger_latency(
+    bootstrap: str, prefix: str, crossings: int, background_rate: float, threshold: int,
+    workdir: Path,
+) -> tuple[list[float], float]:
+    topics = Topics(prefix)
+    create_topics(bootstrap, topics, 4, 1)
+    worker = StreamsWorker(bootstrap, prefix, free_port(), workdir / "latency",
+                           RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold))
+    stop = threading.Event()
+    background_sent = [0]
+
+    def background() -> None:
+        producer = make_producer(bootstrap)
+        tick = 0.05
+        per_tick = max(1, int(background_rate * tick))
+        while not stop.is_set():
+            began = time.perf_counter()
+            for i in range(per_tick):
+                subject = f"bg-{background_sent[0] + i}"
+                producer.produce(topics.outcome_events, key=subject,
+                                 value=_event("calling_score", subject))
+            background_sent[0] += per_tick
+            producer.poll(0)
+            time.sleep(max(0.0, tick - (time.perf_counter() - began)))
+        producer.flush(30)
+
+    commands = make_consumer(bootstrap, f"bench-lat-{uuid.uuid4().hex[:8]}")
+    partitions = commands.list_topics(topics.retrain_commands, timeout=10).topics[
+        topics.retrain_commands].partitions
+    commands.assign([TopicPartition(topics.retrain_commands, p, 0) for p in partitions])
+    probe = make_producer(bootstrap, **{"linger.ms": 0})
+    latencies: list[float] = []
+    thread = threading.Thread(target=background, daemon=True)
+    try:
+        worker.start()
+        worker.wait_web()
+        thread.start()
+        began = time.perf_counter()
+        for crossing in range(crossings):
+            for i in range(threshold - 1):
+                subject = f"probe-{crossing}-{i}"
+                probe.produce(topics.outcome_events, key=subject,
+                              value=_event("outcome_prediction", subject))
+            probe.flush(30)
+            wait_until(
+                lambda: (get_json(f"{worker.url}/samples/outcome_prediction") or {}).get(
+                    "new_samples") == threshold - 1,
+                600, "probes not counted",
+            )
+            subject = f"probe-{crossing}-cross"
+            sent_at = time.perf_counter()
+            probe.produce(topics.outcome_events, key=subject,
+                          value=_event("outcome_prediction", subject))
+            probe.flush(30)
+            received = None
+            while received is None:
+                for message in commands.consume(100, timeout=0.01):
+                    if message.error():
+                        continue
+                    if orjson.loads(message.value())["model_type"] == "outcome_prediction":
+                        received = time.perf_counter()
+            latencies.append(received - sent_at)
+        achieved = background_sent[0] / (time.perf_counter() - began)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        commands.close()
+        worker.stop()
+    return latencies, achieved
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--crossings", type=int, default=50)
+    parser.add_argument("--background-rate", type=float, default=5000.0)
+    parser.add_argument("--threshold", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker in (b)")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    run = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        workdir = Path(tmp)
+        print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start")
+        if not args.skip_throughput:
+            ceiling, rate, profile = streams_throughput(
+                bootstrap, f"bench-{run}-t-", args.events, workdir, args.profile
+            )
+            print(f"\n| {args.events:,} outcome events, 4 partitions | events/s |\n|---|---|")
+            print(f"| (a) raw ceiling: confluent-kafka consume + orjson, 1 process | {ceiling:,.0f} |")
+            print(f"| (b) streams app, 1 worker, full processing | {rate:,.0f} |")
+            print(f"| ratio (b)/(a) | {rate / ceiling:.3f} |")
+            if profile:
+                print("\n" + profile)
+        if not args.skip_latency:
+            latencies, achieved = trigger_latency(
+                bootstrap, f"bench-{run}-l-", args.crossings, args.background_rate,
+                args.threshold, workdir,
+            )
+            print(f"\n| trigger latency, {len(latencies)} crossings, background "
+                  f"{args.background_rate:,.0f}/s requested ({achieved:,.0f}/s produced) "
+                  "| ms |\n|---|---|")
+            print(f"| p50 | {1000 * statistics.median(latencies):.0f} |")
+            print(f"| p99 | {1000 * percentile(latencies, 0.99):.0f} |")
+            print(f"| max | {1000 * max(latencies):.0f} |")
+        print(f"machine load {os.getloadavg()[0]:.1f} at end")
+
+
+if __name__ == "__main__":
+    main()
