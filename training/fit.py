@@ -84,15 +84,15 @@ def fit(
     for epoch in range(1, hyper.max_epochs + 1):
         network.train()
         order = torch.randperm(count, generator=shuffle)
-        total = torch.zeros((), dtype=torch.float64)
+        total = 0.0
         for start in range(0, count, hyper.batch_size):
             index = order[start : start + hyper.batch_size]
             loss = batch_loss(network, x_train[index], y_train[index], spec.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.detach().double() * index.shape[0]
-        train_loss = float(total) / count
+            total += loss.item() * index.shape[0]
+        train_loss = total / count
         val_loss = _validation_loss(network, split, spec.loss)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
