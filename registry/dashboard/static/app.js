@@ -3,13 +3,13 @@
 "use strict";
 
 const POLL_MS = 1500;
-const COLORS = ["#2f6fde", "#e07b39", "#1f9d55", "#9b51e0", "#d64545", "#0ea5a4", "#b7791f", "#64748b"];
+const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"];
 const EVENT_MARK = {
   version_registered: "R", traffic_changed: "T", version_promoted: "P",
   version_rolled_back: "B", version_archived: "A", deployment_rejected: "X",
 };
 
-const state = { modelType: null, modelTypes: [], versions: [], colorOf: new Map(), busy: false, refreshes: 0 };
+const state = { modelType: null, modelTypes: [], versions: [], versionOrder: [], colorOf: new Map(), busy: false, refreshes: 0 };
 
 // ---------------------------------------------------------------- helpers
 
@@ -31,8 +31,13 @@ function when(iso) {
   return d.toISOString().replace("T", " ").slice(0, 19) + "Z";
 }
 
+// A version keeps its colour: the palette follows version order (new versions append), and
+// v0.0 ("no model yet") is always grey.
 function colorOf(version) {
-  if (!state.colorOf.has(version)) state.colorOf.set(version, COLORS[state.colorOf.size % COLORS.length]);
+  if (version === "v0.0") return "#9aa3b2";
+  const index = state.versionOrder.indexOf(version);
+  if (index >= 0) return COLORS[index % COLORS.length];
+  if (!state.colorOf.has(version)) state.colorOf.set(version, COLORS[(state.versionOrder.length + state.colorOf.size) % COLORS.length]);
   return state.colorOf.get(version);
 }
 
@@ -152,18 +157,22 @@ function renderTypes(models) {
       state.modelType = b.dataset.modelType;
       location.hash = state.modelType;
       state.colorOf = new Map();
+      state.versionOrder = [];
       refresh();
     }));
   }
   document.querySelectorAll("#model-types button").forEach((b) => b.classList.toggle("active", b.dataset.modelType === state.modelType));
 }
 
+// Offsets read per partition of training-samples ([start, end)); empty ranges are left out.
 function lineageText(lineage) {
   if (!lineage || !lineage.offsets) return "–";
   const parts = Object.entries(lineage.offsets)
+    .filter(([, r]) => r[1] > r[0])
     .sort((a, b) => Number(a[0]) - Number(b[0]))
     .map(([p, r]) => `p${p}: ${r[0]}–${r[1]}`);
-  return `${esc(lineage.topic || "")} ${esc(parts.join(", "))}${lineage.seed !== undefined ? ` · seed ${esc(lineage.seed)}` : ""}`;
+  const seed = lineage.seed !== undefined ? ` · seed ${lineage.seed}` : "";
+  return `<span title="${esc(lineage.topic || "")}">${esc(parts.join(", ") || "no offsets")}${esc(seed)}</span>`;
 }
 
 function baselineText(baseline) {
@@ -192,9 +201,9 @@ function renderVersions(versions) {
       <td class="num" data-field="test_loss">${num(m.test_loss)}</td>
       <td class="num" data-field="early_stopping_epoch">${num(m.early_stopping_epoch)}</td>
       <td class="num" data-field="parameters">${num(m.parameters)}</td>
-      <td class="small" data-field="baseline">${baselineText(v.baseline_metrics)}</td>
-      <td class="small" data-field="created_at">${when(v.created_at)}</td>
-      <td class="small" data-field="lineage">${lineageText(v.lineage)}</td>
+      <td class="small nowrap" data-field="baseline">${baselineText(v.baseline_metrics)}</td>
+      <td class="small nowrap" data-field="created_at">${when(v.created_at)}</td>
+      <td class="small wrap" data-field="lineage" data-topic="${esc(v.lineage ? v.lineage.topic : "")}">${lineageText(v.lineage)}</td>
       <td>${canPromote ? `<button type="button" class="link" data-act="promote" data-version="${esc(v.version)}">promote</button>` : ""}${canRollback ? `<button type="button" class="link danger" data-act="rollback" data-version="${esc(v.version)}">roll back</button>` : ""}</td>
     </tr>`;
   }).join("");
@@ -331,7 +340,7 @@ function renderRetrains(history) {
     || `<tr><td colspan="5" class="muted">none yet</td></tr>`;
   const rejections = (history.rejections || []).slice(-15).reverse();
   document.querySelector("#rejections tbody").innerHTML = rejections.map((r) => `<tr data-reason="${esc(r.reason)}">
-    <td>${when(r.occurred_at)}</td><td><b>${esc(r.reason)}</b></td><td class="small">${esc(r.detail)}</td><td>${esc(r.source)}</td>
+    <td>${when(r.occurred_at)}</td><td><b>${esc(r.reason)}</b></td><td class="small wrap">${esc(r.detail)}</td><td>${esc(r.source)}</td>
     <td><code>${esc((r.command_id || r.deployment_id || "").slice(0, 8))}</code></td></tr>`).join("")
     || `<tr><td colspan="5" class="muted">none</td></tr>`;
 }
@@ -366,6 +375,7 @@ async function refresh() {
     const production = model && model.production ? model.production.version : null;
     if (versions.status === "fulfilled") {
       state.versions = versions.value;
+      state.versionOrder = versions.value.map((v) => v.version).sort((a, b) => versionKey(a) - versionKey(b));
       renderVersions(versions.value);
       renderActionVersions(versions.value);
     }
