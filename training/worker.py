@@ -252,6 +252,7 @@ class RetrainWorker:
             executor.shutdown(wait=True, cancel_futures=True)
             consumer.close()
             self._stopping.clear()
+            log.info("trainer stopped")
 
     def _settle(self, consumer: Consumer, message: Message, future: Future[CommandOutcome]) -> None:
         """Publish the recorded outcome, then (only then) commit the command's offset."""
