@@ -18,7 +18,7 @@ import uvicorn
 
 from bus.admin import create_topics
 from bus.clients import make_producer
-from contracts.events import Lineage, ModelDeployed
+from contracts.events import Lineage, ModelDeployed, to_json
 from contracts.topics import Topics
 from registry.client import RegistryClient
 from registry.main import create_app
@@ -163,6 +163,15 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         tampered = bad.model_copy(update={"sha256": "0" * 64})
         publish(kafka_bootstrap, topics.model_deployed, [tampered.model_dump_json().encode()])
         wait_until(lambda: live.rejections() == 1, 30, "the tampered deployment rejected")
+        # The trainer publishes its own rejections on registry-events (no version, no weights).
+        from training.errors import RejectionReason, TrainingError
+        from training.pipeline import rejection_event
+
+        refused = TrainingError("test loss 12% worse than production",
+                                reason=RejectionReason.WORSE_THAN_PRODUCTION)
+        publish(kafka_bootstrap, topics.registry_events,
+                [to_json(rejection_event(MT, "cmd-trainer-1", refused))])
+        wait_until(lambda: live.rejections() == 2, 30, "the trainer's rejection followed")
         streams.wait_web(90)
         events = len(read_topic(kafka_bootstrap, topics.registry_events))
         wait_until(

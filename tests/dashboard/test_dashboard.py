@@ -96,6 +96,13 @@ def test_tables_and_charts_show_the_run(stack: Stack, page: Any) -> None:
     page.wait_for_selector("#retrains tbody tr[data-command-id]")
     assert "sample_threshold" in page.inner_text("#retrains tbody")
     assert page.locator("#rejections tbody tr[data-reason=sha256_mismatch]").count() == 1
+    trainer = page.locator("#rejections tbody tr[data-reason=worse_than_production]")
+    assert "test loss 12% worse than production" in trainer.inner_text()
+    assert "trainer" in trainer.inner_text()
+    # Rejections change no traffic (the trainer's carries no weights): they are no steps.
+    history = page.evaluate(f"fetch('/dashboard/api/{MT}/history').then(r => r.json())")
+    assert len(history["steps"]) == len(history["events"]) - 2
+    assert len(steps["v1.0"]) == len(history["steps"])
     assert page.locator("#notices .notice").count() == 0
 
 

@@ -84,7 +84,7 @@ function axisTicks(min, max, count) {
 // series: [{name, color, dashed, width, step, points: [{x, y, label}]}]; x is a number.
 function lineChart(series, opts) {
   const W = opts.width || 900, H = opts.height || 220;
-  const m = { l: 46, r: 12, t: 10, b: 26 };
+  const m = { l: 46, r: 24, t: 10, b: 26 };
   const xs = series.flatMap((s) => s.points.map((p) => p.x)).concat(opts.xExtra || []);
   const ys = series.flatMap((s) => s.points.map((p) => p.y));
   if (!xs.length) return `<svg viewBox="0 0 ${W} ${H}" data-empty="true"><text class="empty" x="${W / 2}" y="${H / 2}" text-anchor="middle">${esc(opts.empty || "no data yet")}</text></svg>`;
@@ -229,7 +229,11 @@ function renderTraffic(history) {
   const versions = new Set();
   steps.forEach((s) => { Object.keys(s.weights || {}).forEach((v) => versions.add(v)); if (s.version) versions.add(s.version); });
   const ordered = [...versions].sort((a, b) => versionKey(a) - versionKey(b));
-  const now = Date.now();
+  // The last state is drawn on to now, but a long quiet tail would squeeze every change into
+  // the left edge: the tail is capped at a quarter of the span the events cover.
+  const times = steps.map((s) => Date.parse(s.occurred_at));
+  const first = Math.min(...times), last = Math.max(...times);
+  const now = Math.min(Date.now(), last + Math.max((last - first) * 0.25, 5000));
   const series = ordered.map((v) => {
     const points = [];
     let seen = false;
