@@ -145,6 +145,10 @@ def test_operator_actions_from_the_page_change_the_registry(stack: Stack, page: 
     page.click("#promote")
     page.wait_for_selector("#action-result.ok")
     assert stack.client.models()[0]["weights"] == {"v1.0": 0.5, "v1.2": 0.5}
+    page.fill("#weights", "v1.0=0.7, v1.2=0.3")
+    page.click("#set-weights")
+    page.wait_for_selector('#versions tr[data-version="v1.2"][data-weight="0.3"]')
+    assert stack.client.models()[0]["weights"] == {"v1.0": 0.7, "v1.2": 0.3}
     page.fill("#promote-weight", "")
     page.click('#versions tr[data-version="v1.2"] button[data-act=promote]')
     page.wait_for_selector('#versions tr[data-version="v1.2"][data-status="production"]')
