@@ -14,7 +14,9 @@ from contracts.topics import Topics
 class KafkaSettings(BaseSettings):
     """Base for each service's settings; read from the environment when the entry point builds it."""
 
-    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RELEARN_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
