@@ -63,8 +63,8 @@ class DatasetBuilder:
         else:
             self.skipped += 1
             return False
-        kind = type(features)
-        if (kind is not list and kind is not tuple) or len(features) != self._width:
+        container = type(features)
+        if (container is not list and container is not tuple) or len(features) != self._width:
             self.skipped += 1
             return False
         self._seen.add(event_id)

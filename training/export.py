@@ -53,7 +53,7 @@ def export_onnx(network: ScoringNetwork, spec: ModelTypeSpec, opset: int = DEFAU
         torch.onnx.export(
             network,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub says path
             input_names=[spec.input_name],
             output_names=[spec.output_name],
             dynamic_axes={spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}},

@@ -12,6 +12,9 @@ from contracts.model_types import ModelTypeSpec
 class ScoringNetwork(nn.Module):
     """(x - mean) / scale -> Linear/ReLU ... -> Linear(1) [-> sigmoid], all in one graph."""
 
+    feature_mean: torch.Tensor
+    feature_scale: torch.Tensor
+
     def __init__(self, spec: ModelTypeSpec, mean: np.ndarray, scale: np.ndarray) -> None:
         super().__init__()
         self.sigmoid_output = spec.sigmoid_output

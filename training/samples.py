@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from bus.clients import make_consumer
 from contracts.model_types import ModelTypeSpec
@@ -123,18 +123,17 @@ class KafkaSampleReader:
                     f"timed out reading {self.topic}; still missing partitions {sorted(pending)}"
                 )
             for message in consumer.consume(num_messages=5000, timeout=0.5):
-                partition = message.partition()
+                partition, offset = _position(message)
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         # End of what exists; a range ending in transaction markers ends here too.
-                        if partition in pending and message.offset() >= pending[partition][1]:
+                        if partition in pending and offset >= pending[partition][1]:
                             pending.pop(partition)
                         continue
                     raise KafkaException(error)
                 if partition not in pending:
                     continue
-                offset = message.offset()
                 end = pending[partition][1]
                 if offset >= end:
                     pending.pop(partition)
@@ -156,6 +155,12 @@ class KafkaSampleReader:
             ranges,
         )
         return SampleRead(dataset, self.topic, dict(ranges), messages, other)
+
+
+def _position(message: Message) -> tuple[int, int]:
+    """(partition, offset) of a record or partition-EOF event; -1 where the client has none."""
+    partition, offset = message.partition(), message.offset()
+    return (-1 if partition is None else partition), (-1 if offset is None else offset)
 
 
 def _add_sample(builder: DatasetBuilder, spec: ModelTypeSpec, value: bytes | None) -> bool:

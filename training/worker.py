@@ -155,7 +155,8 @@ class RetrainWorker:
         known = self.ledger.outcome_of(ledger_id)
         if known is not None:
             return CommandOutcome(known, republished=True)
-        first = exc.errors()[0] if exc.errors() else {}
+        errors = exc.errors()
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
         error = InvalidCommandError(
             f"not a valid retrain command: {first.get('type', 'invalid')} at "
             f"{'.'.join(str(p) for p in first.get('loc', ())) or 'top level'}: {first.get('msg', exc)}"
@@ -235,12 +236,12 @@ class RetrainWorker:
                     continue
                 if pending is not None:
                     # Fetched before the pause took hold, or assigned by a rebalance: hand it back.
-                    here = TopicPartition(message.topic(), message.partition(), message.offset())
+                    here = TopicPartition(*_where(message))
                     consumer.seek(here)
                     consumer.pause([here])
                     continue
                 consumer.pause(consumer.assignment())
-                source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+                source = "/".join(str(part) for part in _where(message))
                 future = executor.submit(
                     self.handle_retrain_command, message.key(), message.value(), source
                 )
@@ -260,7 +261,8 @@ class RetrainWorker:
             future.result()
         )  # anything but a TrainingError is not a verdict: it stops the worker
         self.publish(outcome.recorded)
-        next_offset = TopicPartition(message.topic(), message.partition(), message.offset() + 1)
+        topic, partition, offset = _where(message)
+        next_offset = TopicPartition(topic, partition, offset + 1)
         try:
             consumer.commit(offsets=[next_offset], asynchronous=False)
         except (
@@ -277,3 +279,11 @@ class RetrainWorker:
                 outcome.recorded.command_id,
                 " ".join(f"{k}={v:.3f}s" for k, v in outcome.timings.items()),
             )
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    """A consumed record's topic, partition and offset (never None for a record)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("a consumed record without topic, partition or offset")
+    return topic, partition, offset

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from bus.clients import make_consumer
-from contracts.events import ModelDeployed, RegistryEventOccurred
+from contracts.events import ModelDeployed, RegistryEventOccurred, to_json
 from contracts.topics import Topics
 from tests.training.kafka_helpers import (
     command,
@@ -186,3 +186,29 @@ def test_training_longer_than_max_poll_interval_does_not_rebalance(
         deployed = read_topic(kafka_bootstrap, topics.model_deployed, 1, settle=3.0)
     assert len(deployed) == 1
     assert "consumer error" not in caplog.text and "commit of" not in caplog.text
+
+
+def test_an_outcome_recorded_but_not_published_is_published_by_the_next_worker(
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    produce_samples(
+        kafka_bootstrap, topics.training_samples, synthetic_samples(150, "calling_score")
+    )
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    retrain = command("calling_score")
+    # trained and recorded, then "killed" before publishing (and so before committing)
+    crashed = build_worker(settings).handle_retrain_command(
+        b"calling_score", to_json(retrain), "crashed/0/0"
+    )
+    assert read_topic(kafka_bootstrap, topics.model_deployed, 1, timeout=1.0) == []
+    produce_command(kafka_bootstrap, topics.retrain_commands, retrain)
+    with running_worker(settings):  # a new worker over the same state dir
+        (event,) = _deployed(read_topic(kafka_bootstrap, topics.model_deployed, 1, settle=1.0))
+    assert event.deployment_id == crashed.recorded.event_id
+    assert "already settled" in caplog.text
