@@ -81,7 +81,7 @@ def test_manual_path_from_parquet_deploys(
     assert code == 0, out
     assert (cli_env / "outcome_prediction.onnx").exists()  # the default --output
     (event,) = [
-        ModelDeployed.model_validate_json(m.value())
+        ModelDeployed.model_validate_json(m.value() or b"")
         for m in read_topic(kafka_bootstrap, topics.model_deployed, 1)
     ]
     assert (

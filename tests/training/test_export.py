@@ -70,6 +70,8 @@ def test_non_finite_outputs_are_refused() -> None:
     rows = dataset_of("calling_score", 16).features
     network = build_network(spec, rows, seed=1)
     with torch.no_grad():
-        network.body[-1].bias.fill_(float("inf"))
+        last = network.body[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.bias.fill_(float("inf"))
     with pytest.raises(ExportFailedError, match="non-finite"):
         prove_onnx(export_onnx(network, spec), spec, rows, predict(network, rows))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from contracts.model_types import BUILT_IN, ModelTypeCatalog
 from registry.main import create_app
@@ -36,7 +37,7 @@ def test_gate_fetches_production_from_the_registry_and_rejects_a_worse_model(
     )
     artifacts = LocalArtifactStore(tmp_path / "artifacts")
     settings = RegistrySettings(
-        state_dir=tmp_path, artifact_dir=tmp_path / "artifacts", api_token="t",
+        state_dir=tmp_path, artifact_dir=tmp_path / "artifacts", api_token=SecretStr("t"),
         registry_kafka_enabled=False,
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from bus.clients import make_consumer
 from contracts.events import ModelDeployed, RegistryEventOccurred, to_json
@@ -34,8 +34,8 @@ from training.synthetic import synthetic_samples
 pytestmark = pytest.mark.integration
 
 
-def _deployed(messages: list) -> list[ModelDeployed]:  # type: ignore[type-arg]
-    return [ModelDeployed.model_validate_json(m.value()) for m in messages]
+def _deployed(messages: list[Message]) -> list[ModelDeployed]:
+    return [ModelDeployed.model_validate_json(m.value() or b"") for m in messages]
 
 
 def test_command_deploys_a_proven_model_once_and_its_lineage_reproduces(
@@ -135,14 +135,14 @@ def test_bad_commands_are_rejected_on_the_bus_and_the_worker_keeps_going(
 
     with running_worker(settings):
         rejections = [
-            RegistryEventOccurred.model_validate_json(m.value())
+            RegistryEventOccurred.model_validate_json(m.value() or b"")
             for m in read_topic(kafka_bootstrap, topics.registry_events, 4)
         ]
         deployed = _deployed(read_topic(kafka_bootstrap, topics.model_deployed, 1))
 
     assert [d.command_id for d in deployed] == [valid.command_id]
     assert all(r.type == "deployment_rejected" and r.version is None for r in rejections)
-    by_reason = {}
+    by_reason: dict[str, list[RegistryEventOccurred]] = {}
     for rejection in rejections:
         assert rejection.details is not None and rejection.reason == rejection.details["reason"]
         by_reason.setdefault(rejection.reason, []).append(rejection)

@@ -75,7 +75,7 @@ def test_training_failures_are_rejected_once(
     assert again.republished and again.recorded == outcome.recorded
 
     (message,) = read_topic(kafka_bootstrap, topics.registry_events, 1)
-    event = RegistryEventOccurred.model_validate_json(message.value())
+    event = RegistryEventOccurred.model_validate_json(message.value() or b"")
     assert message.key() == b"outcome_prediction"
     assert event.type == "deployment_rejected" and event.version is None and event.reason == reason
     assert event.details is not None and event.details["command_id"] == retrain.command_id
