@@ -258,6 +258,7 @@ def main() -> None:
             print(f"| p50 | {1000 * statistics.median(latencies):.0f} |")
             print(f"| p99 | {1000 * percentile(latencies, 0.99):.0f} |")
             print(f"| max | {1000 * max(latencies):.0f} |")
+            print("series (ms):", " ".join(f"{1000 * x:.0f}" for x in latencies))
         print(f"machine load {os.getloadavg()[0]:.1f} at end")
 
 

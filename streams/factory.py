@@ -53,6 +53,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
         producer_linger=0.005,
         producer_max_batch_size=262_144,
         broker_commit_interval=settings.streams_commit_interval_seconds,
+        broker_session_timeout=settings.streams_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.streams_session_timeout_seconds / 5),
+        broker_rebalance_timeout=2 * settings.streams_session_timeout_seconds,
         # Standbys double every changelog read; recovery replays the changelog instead.
         table_standby_replicas=0,
         web_enabled=True,

@@ -29,6 +29,9 @@ class StreamsSettings(KafkaSettings):
     schedule_check_seconds: float = Field(default=60.0, gt=0)
     # How often consumed offsets are committed (the changelog is flushed first).
     streams_commit_interval_seconds: float = Field(default=1.0, gt=0)
+    # A worker killed without leaving the group holds its partitions until its session times
+    # out; faust's default (60 s) stalls the survivors, and a restarted worker, that long.
+    streams_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
 
     @property
     def app_id(self) -> str:

@@ -157,7 +157,8 @@ def test_sigkill_recovery_loses_and_double_counts_nothing(
             worker.start()
             worker.wait_web()
         producer.join()
-        wait_until(lambda: _all_counted(worker, truth), 180, "events not all counted")
+        wait_until(lambda: _all_counted(worker, truth), max(180, events / 150),
+                   "events not all counted")
         _assert_tables_equal_truth(worker, truth)
         report: dict[str, Any] = _assert_outputs(kafka_bootstrap, topics, truth)
         report.update(events=events, kills=kills, valid=len(truth.valid_ids),
