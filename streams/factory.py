@@ -161,7 +161,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
             await send_all(
                 processing.handle_sample(
                     event.value, int(partition), int(offset), model_types, performance,
-                    follower.views, stream_rules, time.time(),
+                    follower.views, stream_rules, time.time(), follower.caught_up,
                 )
             )
 
@@ -231,6 +231,10 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "registry_events_seen": follower.events_seen})
+        return web.json({
+            "status": "ok",
+            "registry_events_seen": follower.events_seen,
+            "registry_caught_up": follower.caught_up,
+        })
 
     return app

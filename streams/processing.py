@@ -186,8 +186,13 @@ def handle_sample(
     views: Mapping[str, ModelTypeView],
     settings: StreamRules,
     now: float,
+    registry_known: bool = True,
 ) -> list[Emitted]:
-    """Count one forwarded sample, update its day, feed the A/B test; returns what to send."""
+    """Count one forwarded sample, update its day, feed the A/B test; returns what to send.
+
+    `registry_known` is False while this worker is still reading registry-events: the A/B state
+    is then left alone rather than reset by a view that does not show the candidate yet.
+    """
     sample = orjson.loads(value)
     model_type: str = sample["model_type"]
     version: str = sample["model_version"]
@@ -223,7 +228,7 @@ def handle_sample(
     state.counter = counter
 
     experiment = abtest.experiment_of(view)
-    if experiment is not None or state.ab.experiment:
+    if registry_known and (experiment is not None or state.ab.experiment):
         occurred_at = datetime.fromisoformat(sample["occurred_at"])
         ab = abtest.observe(
             state.ab, experiment, version, sample["positive_outcome"], sample["prediction"],

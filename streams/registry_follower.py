@@ -23,6 +23,9 @@ class RegistryFollower:
         self.topic = topic
         self.views: dict[str, ModelTypeView] = {}
         self.events_seen = 0
+        # True once everything on the topic when this worker started has been read: until then
+        # a view may be stale (a candidate not seen yet), so the A/B test must not act on it.
+        self.caught_up = False
 
     def apply(self, raw: bytes | None) -> None:
         try:
@@ -64,10 +67,16 @@ class RegistryFollower:
             assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
+            ends = await consumer.end_offsets(assigned)
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
                 for messages in batches.values():
                     for message in messages:
                         self.apply(message.value)
+                if not self.caught_up:
+                    positions = {tp: await consumer.position(tp) for tp in assigned}
+                    if all(positions[tp] >= ends[tp] for tp in assigned):
+                        self.caught_up = True
+                        log.info("registry events caught up: %d events", self.events_seen)
         finally:
             await consumer.stop()

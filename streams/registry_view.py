@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from contracts.events import RegistryEventOccurred
+from contracts.events import RegistryEventOccurred, RegistryEventType
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -48,10 +48,13 @@ class ModelTypeView:
 def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurred) -> ModelTypeView:
     """The view after one registry event (each event carries the full weight map after it)."""
     current = view or ModelTypeView(model_type=event.model_type)
+    if event.type is RegistryEventType.DEPLOYMENT_REJECTED:
+        return current  # nothing was registered, no weight changed
     statuses = dict(current.statuses)
     if event.version and event.status:
         statuses[event.version] = event.status
-    weights = dict(event.weights) if event.weights or event.version else dict(current.weights)
+    # Every change carries the full map after it; an event without one changed no weight.
+    weights = dict(event.weights) if event.weights else dict(current.weights)
     changed_at = current.changed_at
     if weights != dict(current.weights):
         changed_at = event.occurred_at

@@ -109,3 +109,6 @@ def test_registry_view_follows_the_ramp_and_rollback() -> None:
     view = apply_registry_event(view, event(RegistryEventType.VERSION_ROLLED_BACK, "v1.1",
                                             "rolled_back", {"v1.0": 1.0, "v1.1": 0.0}))
     assert view.production == "v1.0" and view.candidate is None
+    rejected = RegistryEventOccurred(type=RegistryEventType.DEPLOYMENT_REJECTED, model_type="m",
+                                     version=None, weights={})
+    assert apply_registry_event(view, rejected) == view

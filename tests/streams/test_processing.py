@@ -165,3 +165,20 @@ def test_schedule_tick_fires_once_and_resets_the_counter() -> None:
     assert replayed == fired  # the same command again, same id: a resend, not a second command
     assert processing.handle_tick("calling_score", 1, 2, states, {}, RULES, 3 * week) == []
     assert processing.samples_view(states, "calling_score", 97)["new_samples"] == 0
+
+
+def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
+    from streams.registry_view import ModelTypeView
+
+    view = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "staging"},
+                         {"v1.0": 0.9, "v1.1": 0.1}, changed_at=NOW - timedelta(hours=1))
+    states: dict[str, Any] = {}
+    sample = {"event_id": "e", "model_type": "calling_score", "model_version": "v1.1",
+              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
+              "positive_outcome": True, "occurred_at": NOW.isoformat()}
+    value = orjson.dumps(sample)
+    processing.handle_sample(value, 0, 0, states, {}, {"calling_score": view}, RULES, 0.0)
+    processing.handle_sample(value, 0, 1, states, {}, {}, RULES, 0.0, registry_known=False)
+    assert processing.abtest_view(states, "calling_score")["candidate"]["samples"] == 1
+    processing.handle_sample(value, 0, 2, states, {}, {}, RULES, 0.0, registry_known=True)
+    assert processing.abtest_view(states, "calling_score")["running"] is False
