@@ -112,6 +112,9 @@ def _event(
     )
 
 
+DUPLICATE_COMMAND = "duplicate_command"
+
+
 def plan_registration(
     state: Sequence[ModelVersion],
     deployment: ModelDeployed,
@@ -121,6 +124,12 @@ def plan_registration(
     """A new version: the hint when free else the next minor; staging at 0.1 taken from
     production (as much as production has), or production at 1.0 when there is none yet."""
     model_type = deployment.model_type
+    if deployment.command_id is not None and any(
+        v.command_id == deployment.command_id for v in state
+    ):
+        # One retrain command, one version: a second deployment for it (a zombie trainer that
+        # finished after its command moved to another worker) changes nothing.
+        return Plan(model_type, outcome=DUPLICATE_COMMAND)
     version = assign_version((v.version for v in state), deployment.version_hint)
     production = production_of(state)
     changes: dict[str, tuple[Status, float]] = {}

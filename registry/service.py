@@ -89,6 +89,14 @@ class RegistryService:
                 state, deployment, _now(), self.candidate_weight
             ),
         )
+        if result.plan is not None and result.plan.outcome == lifecycle.DUPLICATE_COMMAND:
+            log.warning(
+                "deployment ignored model_type=%s deployment_id=%s: command_id=%s already has "
+                "a version",
+                deployment.model_type,
+                deployment.deployment_id,
+                deployment.command_id,
+            )
         if result.plan is not None and result.plan.insert is not None:
             new = result.plan.insert
             log.info(

@@ -153,3 +153,14 @@ def test_any_sequence_keeps_the_invariants(deployed, ops) -> None:  # type: igno
         assert all(v.weight == 0 for v in state if v.status not in lifecycle.SERVING)
         for event in plan.events:
             assert event.weights == lifecycle.weights_of(state)
+
+
+def test_a_second_deployment_of_one_retrain_command_changes_nothing(deployed) -> None:  # type: ignore[no-untyped-def]
+    first = deployed.model_copy(update={"command_id": "cmd-1"})
+    state = lifecycle.plan_registration([], first, NOW).apply_to([])
+    zombie = first.model_copy(update={"deployment_id": "late", "command_id": "cmd-1"})
+    plan = lifecycle.plan_registration(state, zombie, NOW)
+    assert plan.insert is None and not plan.changes and not plan.events
+    assert plan.outcome == lifecycle.DUPLICATE_COMMAND
+    other = first.model_copy(update={"deployment_id": "next", "command_id": "cmd-2"})
+    assert lifecycle.plan_registration(state, other, NOW).insert is not None
