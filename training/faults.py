@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -34,6 +36,22 @@ def take_fault(faults_dir: Path, model_type: str) -> float | None:
         log.error("fault file %s strength %r outside (0, 1]; ignored", path, strength)
         return None
     return strength
+
+
+def crash_point(faults_dir: Path | None, point: str) -> None:
+    """Chaos tests: when `<faults_dir>/crash.<point>` exists, delete it and SIGKILL this process.
+
+    Points: `after_artifact` (artifact stored, outcome not recorded), `before_publish` (outcome
+    recorded, not published, offset not committed). One file, one crash: the restart goes on.
+    """
+    if faults_dir is None:
+        return
+    path = faults_dir / f"crash.{point}"
+    if not path.exists():
+        return
+    path.unlink(missing_ok=True)
+    log.warning("fault injection: SIGKILL at %s", point)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def degrade(network: ScoringNetwork, strength: float, seed: int) -> None:

@@ -60,12 +60,16 @@ def build_worker(
         ledger=SqliteCommandLedger(settings.ledger_path),
         producer=make_producer(settings.bootstrap_servers),
         window=timedelta(days=settings.training_window_days),
+        faults_dir=settings.faults_dir,
     )
 
 
 def make_command_consumer(settings: TrainerSettings, **overrides: Any) -> Consumer:
     """The group's consumer; offsets are committed by the worker, after the outcome is published."""
-    config: dict[str, Any] = {"enable.auto.commit": False}
+    config: dict[str, Any] = {
+        "enable.auto.commit": False,
+        "session.timeout.ms": settings.trainer_session_timeout_ms,
+    }
     config.update(overrides)
     return make_consumer(settings.bootstrap_servers, settings.trainer_group_id, **config)
 

@@ -18,6 +18,8 @@ class TrainerSettings(KafkaSettings):
     registry_timeout: float = Field(default=5.0, gt=0)
     faults_dir: Path = Path(".relearn/faults")
     trainer_group_id: str = "relearn-trainer"
+    # A stopped (or SIGSTOPped) worker's commands move to a live one after this long.
+    trainer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
     training_window_days: float = Field(default=90.0, gt=0)
     training_min_samples: int = Field(default=200, ge=3)
     gate_tolerance: float = Field(default=0.05, ge=0)

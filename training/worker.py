@@ -8,6 +8,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -17,6 +18,7 @@ from contracts.events import Lineage, RetrainRequested, to_json, utc_now
 from contracts.topics import Topics
 from training.artifacts import ArtifactStore
 from training.errors import InvalidCommandError, TrainingError
+from training.faults import crash_point
 from training.fit import EpochReport, warm_up
 from training.ledger import CommandLedger, RecordedOutcome
 from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
@@ -54,6 +56,7 @@ class RetrainWorker:
         producer: Producer,
         window: timedelta,
         publish_timeout: float = 30.0,
+        faults_dir: Path | None = None,
     ) -> None:
         self.topics = topics
         self.pipeline = pipeline
@@ -63,6 +66,7 @@ class RetrainWorker:
         self.producer = producer
         self.window = window
         self.publish_timeout = publish_timeout
+        self.faults_dir = faults_dir  # crash points for the chaos tests (training.faults)
         self._stopping = threading.Event()
 
     # -- one command (runs on the training thread) --------------------------------------------
@@ -104,6 +108,7 @@ class RetrainWorker:
             started = time.perf_counter()
             stored = self.artifacts.put(spec.name, candidate.proven.onnx)
             timings["store"] = time.perf_counter() - started
+            crash_point(self.faults_dir, "after_artifact")
             lineage = Lineage(
                 topic=read.topic,
                 offsets=read.lineage_offsets(),
@@ -260,6 +265,7 @@ class RetrainWorker:
         outcome = (
             future.result()
         )  # anything but a TrainingError is not a verdict: it stops the worker
+        crash_point(self.faults_dir, "before_publish")
         self.publish(outcome.recorded)
         topic, partition, offset = _where(message)
         next_offset = TopicPartition(topic, partition, offset + 1)
