@@ -1,0 +1,162 @@
+"""The chaos suite's harness: sizes, real registry/trainer processes, a dedicated broker, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bus import local_broker
+from tests.streams.harness import REPO, get_json, wait_until
+
+# CI runs reduced sizes; `make chaos` sets RELEARN_CHAOS_SIZE=full for the issue's sizes.
+FULL = os.environ.get("RELEARN_CHAOS_SIZE", "ci").lower() == "full"
+SIZE_NAME = "full" if FULL else "ci"
+RESULTS_FILE = REPO / ".relearn" / "chaos-results.jsonl"
+
+
+def size(ci: int | float, full: int | float) -> int | float:
+    """The CI figure, or the full one under RELEARN_CHAOS_SIZE=full."""
+    return full if FULL else ci
+
+
+@dataclass
+class ScenarioFigures:
+    """One RELIABILITY.md row: what was sent, what was done to it, what was lost or doubled."""
+
+    scenario: str
+    events: int
+    faults: str
+    lost: int
+    duplicated: int
+    recovery_s: float | None = None
+    notes: str = ""
+    size: str = SIZE_NAME
+    seconds: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def record(figures: ScenarioFigures) -> None:
+    """Keep a scenario's figures for the session-finish hook that rewrites RELIABILITY.md."""
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS_FILE.open("a") as out:
+        out.write(json.dumps(asdict(figures)) + "\n")
+
+
+class ServiceProcess:
+    """One `relearn <service>` subprocess in its own session (signals reach it alone)."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relearn.cli", "--log-level", "INFO", *self.args],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
+
+    def kill(self) -> None:
+        if self.alive:
+            self.signal(signal.SIGKILL)
+            assert self.process is not None
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Registry(ServiceProcess):
+    """`relearn registry` on its own port, SQLite and artifact dir."""
+
+    TOKEN = "chaos-token"
+
+    def __init__(self, bootstrap: str, prefix: str, port: int, state_dir: Path,
+                 **settings: str) -> None:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "RELEARN_TOPIC_PREFIX": prefix,
+            "RELEARN_STATE_DIR": str(state_dir),
+            "RELEARN_ARTIFACT_DIR": str(state_dir / "artifacts"),
+            "RELEARN_API_TOKEN": self.TOKEN,
+            "RELEARN_REGISTRY_SESSION_TIMEOUT_MS": "6000",
+            **settings,
+        }
+        self.port = port
+        self.state_dir = state_dir
+        super().__init__("registry", ["registry", "--port", str(port)], env,
+                         state_dir.with_suffix(".registry.log"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        wait_until(lambda: get_json(f"{self.url}/healthz") is not None, timeout,
+                   f"registry did not answer; see {self.log_path}")
+
+
+class Trainer(ServiceProcess):
+    """`relearn trainer` with quick hyperparameters (the chaos is in the process, not the model)."""
+
+    def __init__(self, bootstrap: str, prefix: str, state_dir: Path, group_id: str,
+                 registry_url: str, **settings: str) -> None:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "RELEARN_TOPIC_PREFIX": prefix,
+            "RELEARN_STATE_DIR": str(state_dir),
+            "RELEARN_ARTIFACT_DIR": str(state_dir / "artifacts"),
+            "RELEARN_FAULTS_DIR": str(state_dir / "faults"),
+            "RELEARN_REGISTRY_URL": registry_url,
+            "RELEARN_REGISTRY_TIMEOUT": "2",
+            "RELEARN_TRAINER_GROUP_ID": group_id,
+            "RELEARN_TRAINING_MIN_SAMPLES": "100",
+            "RELEARN_TRAINING_MAX_EPOCHS": "4",
+            "RELEARN_TRAINING_PATIENCE": "2",
+            "RELEARN_TRAINING_BATCH_SIZE": "64",
+            **settings,
+        }
+        self.state_dir = state_dir
+        super().__init__("trainer", ["trainer"], env, state_dir.with_suffix(".trainer.log"))
+
+
+def dedicated_cluster(base_dir: Path, nodes: int) -> local_broker.ClusterLayout:
+    """A cluster of this test's own on free ports (never the session broker)."""
+    port = local_broker.free_port(nodes)
+    return local_broker.ClusterLayout(base_dir, nodes, port)
+
+
+def restart_node(layout: local_broker.ClusterLayout, node_id: int) -> None:
+    local_broker.start_node(layout, node_id, local_broker.ensure_jars())
+
+
+def elapsed_since(started: float) -> float:
+    return round(time.monotonic() - started, 2)
