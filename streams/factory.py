@@ -203,7 +203,10 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
     @app.page("/performance/{model_type}")
     async def performance_page(web: Any, request: Any, model_type: str) -> Any:
-        days = int(request.query.get("days", "7"))
+        try:
+            days = max(1, int(request.query.get("days", "7")))
+        except ValueError:
+            return web.json({"detail": "days must be a whole number"}, status=400)
         return await answer_for(
             web, request, model_type,
             lambda: processing.performance_rows(performance, model_type, days, datetime.now(UTC)),
