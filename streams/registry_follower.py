@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from bus.clients import make_admin

@@ -125,8 +125,9 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
                 if message.error():
                     continue
                 messages.append(message)
-                if message.offset() >= ends[message.partition()] - 1:
-                    remaining.discard(message.partition())
+                partition, offset = message.partition(), message.offset()
+                if partition is not None and offset is not None and offset >= ends[partition] - 1:
+                    remaining.discard(partition)
         return messages
     finally:
         consumer.close()
