@@ -219,7 +219,10 @@ def handle_sample(
 
     emitted: list[Emitted] = []
     view = views.get(model_type)
-    counter, crossed = rules.count_sample(state.counter, settings.retrain_sample_threshold, now)
+    canary_running = registry_known and view is not None and view.candidate is not None
+    counter, crossed = rules.count_sample(
+        state.counter, settings.retrain_sample_threshold, now, canary_running
+    )
     if crossed:
         emitted.append(
             _retrain_command(counter, model_type, RetrainReason.SAMPLE_THRESHOLD, view, now)

@@ -148,12 +148,18 @@ class RetrainCounter:
 
 
 def count_sample(
-    counter: RetrainCounter, threshold: int, now: float
+    counter: RetrainCounter, threshold: int, now: float, canary_running: bool = False
 ) -> tuple[RetrainCounter, bool]:
-    """Count one new sample; True when this very sample reaches the threshold (one per crossing)."""
+    """Count one new sample; True when this very sample reaches the threshold (one per crossing).
+
+    One canary at a time: while a candidate is under A/B test the threshold trigger waits (the
+    samples keep counting), and the first sample after the test has decided fires it. Otherwise
+    every 1,000 samples would add another 10% candidate before any could be judged. The
+    schedule trigger is not held, so a test that never decides cannot stop retraining for good.
+    """
     clock = counter.clock_started_at if counter.clock_started_at is not None else now
     counted = replace(counter, new_samples=counter.new_samples + 1, clock_started_at=clock)
-    return counted, counted.new_samples >= threshold
+    return counted, counted.new_samples >= threshold and not canary_running
 
 
 def schedule_due(counter: RetrainCounter, now: float, max_age_seconds: float) -> bool:

@@ -182,3 +182,28 @@ def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
     assert processing.abtest_view(states, "calling_score")["candidate"]["samples"] == 1
     processing.handle_sample(value, 0, 2, states, {}, {}, RULES, 0.0, registry_known=True)
     assert processing.abtest_view(states, "calling_score")["running"] is False
+
+
+def test_the_threshold_waits_for_a_running_canary() -> None:
+    from streams.registry_view import ModelTypeView
+
+    under_test = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "staging"},
+                               {"v1.0": 0.9, "v1.1": 0.1}, changed_at=NOW - timedelta(hours=1))
+    decided = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "rolled_back"},
+                            {"v1.0": 1.0}, changed_at=NOW)
+    states: dict[str, Any] = {}
+    threshold = RULES.retrain_sample_threshold
+
+    def sample(offset: int, view: ModelTypeView) -> list[processing.Emitted]:
+        event = {"event_id": f"e{offset}", "model_type": "calling_score", "model_version": "v1.0",
+                 "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
+                 "positive_outcome": True, "occurred_at": NOW.isoformat()}
+        emitted = processing.handle_sample(orjson.dumps(event), 0, offset, states, {},
+                                           {"calling_score": view}, RULES, 0.0)
+        return [e for e in emitted if e.output is Output.RETRAIN]
+
+    held = [e for offset in range(threshold + 10) for e in sample(offset, under_test)]
+    assert held == []
+    fired = sample(threshold + 10, decided)
+    assert [orjson.loads(e.value)["new_samples"] for e in fired] == [threshold + 11]
+    assert sample(threshold + 11, decided) == []

@@ -85,3 +85,14 @@ def test_command_ids_are_deterministic_and_distinct() -> None:
     assert first == rules.command_id(rules.RetrainCounter.from_dict(counter.to_dict()))
     assert rules.command_id(rules.after_command(counter, 1.0)) != first
     assert rules.command_id(rules.RetrainCounter()) != first  # another lineage
+
+
+def test_the_threshold_waits_while_a_canary_runs_then_fires_once() -> None:
+    counter = rules.RetrainCounter()
+    fired = []
+    for i in range(1, 1501):
+        counter, crossed = rules.count_sample(counter, 1000, now=float(i), canary_running=i < 1200)
+        if crossed:
+            fired.append((i, counter.new_samples))
+            counter = rules.after_command(counter, float(i))
+    assert fired == [(1200, 1200)]
