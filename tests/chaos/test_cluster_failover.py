@@ -1,0 +1,114 @@
+"""Priority 6: a three-node cluster (replication 3, min.insync.replicas=2, acks=all, idempotent
+producers), each broker SIGKILLed in turn and restarted while traffic flows: nothing is lost and
+the streams worker and the registry carry on without a restart.
+
+Full size only (`make chaos`): three JVM brokers next to the services do not fit the CI budget
+of the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bus import local_broker
+from bus.admin import create_topics
+from bus.clients import broker_count
+from contracts.events import new_id, to_json
+from contracts.topics import Topics
+from streams.testing import outcome_events
+from tests.chaos.harness import (
+    FULL,
+    Registry,
+    ScenarioFigures,
+    dedicated_cluster,
+    elapsed_since,
+    record,
+    restart_node,
+)
+from tests.chaos.test_broker_outage import registered
+from tests.chaos.test_registry_replay import MT
+from tests.chaos.test_streams_sigkill import produce_at_rate
+from tests.conftest import free_port
+from tests.registry.conftest import make_deployment
+from tests.streams.harness import produce, wait_until
+from tests.streams.test_streams_on_broker import (
+    _all_counted,
+    _assert_outputs,
+    _assert_tables_equal_truth,
+    _workers,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not FULL, reason="three brokers: full size only (make chaos)"),
+]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
+    layout = dedicated_cluster(tmp_path / "kafka", 3)
+    try:
+        bootstrap = local_broker.up(layout, timeout=240, heap="384m")
+    except local_broker.BrokerError as exc:
+        pytest.fail(f"no three-node cluster: {exc}", pytrace=False)
+    try:
+        yield layout, bootstrap
+    finally:
+        local_broker.down(layout)
+
+
+def test_each_broker_of_three_killed_in_turn_while_traffic_flows(
+    cluster: tuple[local_broker.ClusterLayout, str], tmp_path: Path
+) -> None:
+    began = time.monotonic()
+    layout, bootstrap = cluster
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    topics = Topics(prefix)
+    create_topics(bootstrap, topics, partitions=4, replication=3)
+    messages, truth = outcome_events(60_000, seed=47)
+    (worker,) = _workers(bootstrap, prefix, tmp_path, 1)
+    worker.env["RELEARN_TOPIC_REPLICATION"] = "3"
+    registry = Registry(bootstrap, prefix, free_port(), tmp_path / "registry",
+                        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+                        RELEARN_TOPIC_REPLICATION="3")
+    template = make_deployment(registry.state_dir / "artifacts")
+    recoveries: list[float] = []
+    try:
+        worker.start()
+        registry.start()
+        worker.wait_web(timeout=180)
+        registry.wait_ready()
+        producer: threading.Thread = produce_at_rate(bootstrap, topics.outcome_events, messages,
+                                                     1_000.0)
+        for node in layout.node_ids():
+            time.sleep(5)
+            local_broker.stop_node(layout, node, kill=True)
+            killed = time.monotonic()
+            produce(bootstrap, topics.model_deployed, [(MT.encode(), to_json(
+                template.model_copy(update={"deployment_id": new_id()})))])
+            wait_until(lambda n=node: registered(registry) == n, 120,
+                       f"registry stalled with broker {node} down")
+            time.sleep(5)
+            restart_node(layout, node)
+            wait_until(lambda: broker_count(bootstrap) == 3, 180, f"broker {node} not back")
+            recoveries.append(elapsed_since(killed))
+        producer.join()
+        wait_until(lambda: _all_counted(worker, truth), 300, "events not all counted")
+        _assert_tables_equal_truth(worker, truth)
+        _assert_outputs(bootstrap, topics, truth)
+        assert worker.process is not None and worker.process.poll() is None, "streams died"
+        assert registry.alive, "registry died"
+        record(ScenarioFigures(
+            "6 three-node cluster, each broker SIGKILLed", len(messages) + 3,
+            "3 x broker SIGKILL + restart (one at a time)", 0, 0, max(recoveries),
+            notes=(f"registrations continued with each broker down; kill to broker back in "
+                   f"{recoveries} s; tables exact"), size="full",
+            seconds=elapsed_since(began)))
+    finally:
+        worker.stop()
+        registry.stop()
