@@ -119,6 +119,8 @@ class Story:
         self.env = {**os.environ, **service_environment(self.run_dir, run_id)}
         self.timeline: TimelineFollower | None = None
         self.printed = 0
+        self.versions: list[dict] = []  # the registry's versions table at the end
+        self.performance: list[dict] = []  # streams' daily performance rows at the end
 
     # -- output ----------------------------------------------------------------------------
     def say(self, text: str, style: str = "") -> None:
@@ -252,6 +254,7 @@ class Story:
     def _print_tables(self) -> None:
         registry = self.env["RELEARN_REGISTRY_URL"]
         versions = httpx.get(f"{registry}/models/{MODEL_TYPE}/versions", timeout=10).json()
+        self.versions = versions
         table = Table(title=f"{MODEL_TYPE} versions")
         for column in (
             "version",
@@ -280,6 +283,7 @@ class Story:
         streams = self.env["RELEARN_STREAMS_URL"]
         rows = httpx.get(f"{streams}/performance/{MODEL_TYPE}?days=7", timeout=10).json()
         rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+        self.performance = rows
         perf = Table(title=f"{MODEL_TYPE} daily performance")
         for column in (
             "day",

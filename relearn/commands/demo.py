@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import logging
     import signal
 
     from rich.console import Console
@@ -24,5 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # unwinds through the story's cleanup: services, Kafka
 
     signal.signal(signal.SIGTERM, stop)
+    if args.log_level.upper() == "INFO":  # the timeline tells the story; logs go to the run dir
+        logging.getLogger().setLevel(logging.WARNING)
     console = Console(width=max(120, Console().width), soft_wrap=True)
     return Story(DemoConfig(run_dir=args.run_dir, rate=args.rate), console).run()
