@@ -89,6 +89,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
         Output.REGISTRY: app.topic(topics.registry_commands, **raw),
     }
     dead_letters = app.topic(topics.outcome_events_dlq, **raw)
+    internal_dead_letters = app.topic(topics.internal_dlq, **raw)
 
     ttl = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
     table: dict[str, Any] = {
@@ -158,12 +159,31 @@ def create_app(settings: StreamsSettings) -> faust.App:
             if partition is None or offset is None:
                 log.warning("training sample without source headers skipped: %s", event.message)
                 continue
-            await send_all(
-                processing.handle_sample(
+            message = event.message
+            try:
+                emitted = processing.handle_sample(
                     event.value, int(partition), int(offset), model_types, performance,
                     follower.views, stream_rules, time.time(), follower.caught_up,
                 )
-            )
+            except processing.MalformedSample as exc:
+                log.warning(
+                    "malformed training sample dead-lettered topic=%s partition=%s offset=%s: %s",
+                    message.topic, message.partition, message.offset, exc,
+                )
+                await internal_dead_letters.send(
+                    key=message.key,
+                    value=event.value,
+                    headers=[
+                        ("error.reason", b"schema"),
+                        ("error.detail", str(exc).encode()[:4096]),
+                        ("source.topic", message.topic.encode()),
+                        ("source.partition", str(message.partition).encode()),
+                        ("source.offset", str(message.offset).encode()),
+                    ],
+                    force=True,
+                )
+                continue
+            await send_all(emitted)
 
     @app.agent(schedule_ticks, name="on-schedule-tick")
     async def on_schedule_tick(stream: faust.StreamT) -> None:

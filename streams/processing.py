@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from contracts.events import (
     RegistryCommandIssued,
@@ -32,6 +33,29 @@ log = logging.getLogger(__name__)
 
 SOURCE_PARTITION_HEADER = "source.partition"
 SOURCE_OFFSET_HEADER = "source.offset"
+
+
+class MalformedSample(Exception):
+    """A record on training-samples that is not a sample: poison for the counting agent."""
+
+
+def parse_sample(value: bytes | None) -> dict[str, Any]:
+    """The sample as a JSON dict (occurred_at in UTC), or MalformedSample with the reason."""
+    try:
+        sample = TrainingSampleForwarded.model_validate_json(value or b"")
+    except ValidationError as exc:
+        raise MalformedSample(str(exc.errors(include_url=False)[0]["msg"])) from None
+    return {
+        "event_id": sample.event_id,
+        "model_type": sample.model_type,
+        "model_version": sample.model_version,
+        "prediction": sample.prediction,
+        "outcome_score": sample.outcome_score,
+        "positive_outcome": sample.positive_outcome,
+        "occurred_at": sample.occurred_at.isoformat(),
+    }
+
+
 # Commands remembered per model type for re-sending on replay (more than follow one commit).
 REMEMBERED_COMMANDS = 4
 
@@ -193,7 +217,7 @@ def handle_sample(
     `registry_known` is False while this worker is still reading registry-events: the A/B state
     is then left alone rather than reset by a view that does not show the candidate yet.
     """
-    sample = orjson.loads(value)
+    sample = parse_sample(value)  # MalformedSample: the caller dead-letters the record
     model_type: str = sample["model_type"]
     version: str = sample["model_version"]
     source = rules.source_name("o", source_partition)
