@@ -127,7 +127,8 @@ def _outcomes(version: str, count: int, positives: int, prediction: float) -> li
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The loop's services on real data: v1.0 production, v1.1 staging at 0.1, one rejection,
-    outcomes for both versions counted by streams, and a retrain command streams issued."""
+    outcomes for both versions counted by streams (60, past the threshold of 50, but held:
+    v1.1 is a canary under test), and a retrain command an operator requested."""
     base = tmp_path_factory.mktemp("dashboard")
     topics = Topics(f"t{uuid.uuid4().hex[:10]}-")
     create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
@@ -192,6 +193,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             return {r["version"]: r["sample_count"] for r in rows} == {"v1.0": 40, "v1.1": 20}
 
         wait_until(counted, 60, "streams counted the outcomes")
+        client.retrain(MT)
         yield live
     finally:
         client.close()

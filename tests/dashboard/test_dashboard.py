@@ -92,9 +92,11 @@ def test_tables_and_charts_show_the_run(stack: Stack, page: Any) -> None:
     assert arms["v1.1"]["interval"].startswith("[")
     assert page.inner_text("#abtest [data-field=decision]") == "continue"
 
-    # Retrain commands (streams crossed its threshold of 50) and the registry's rejection.
+    # The operator's retrain command (streams holds its own while v1.1 is under test) and the
+    # registry's rejection.
     page.wait_for_selector("#retrains tbody tr[data-command-id]")
-    assert "sample_threshold" in page.inner_text("#retrains tbody")
+    assert "manual" in page.inner_text("#retrains tbody")
+    assert "sample_threshold" not in page.inner_text("#retrains tbody")
     assert page.locator("#rejections tbody tr[data-reason=sha256_mismatch]").count() == 1
     trainer = page.locator("#rejections tbody tr[data-reason=worse_than_production]")
     assert "test loss 12% worse than production" in trainer.inner_text()
