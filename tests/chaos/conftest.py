@@ -49,6 +49,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not RESULTS_FILE.exists() or not RELIABILITY.exists():
         return
     results = [json.loads(line) for line in RESULTS_FILE.read_text().splitlines() if line]
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return
     if not results:
         return
     text = RELIABILITY.read_text()
@@ -59,3 +61,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         text = text.rstrip() + "\n\n" + table + "\n"
     RELIABILITY.write_text(text)
+    RESULTS_FILE.unlink(missing_ok=True)  # a session starting from a parent conftest skips start

@@ -26,7 +26,7 @@ from tests.streams.test_streams_on_broker import (
     _workers,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(int(size(600, 3_600)))]
 
 # Records no producer of the contract writes: not JSON, empty, wrong shape, wrong types, huge.
 POISON: tuple[bytes, ...] = (

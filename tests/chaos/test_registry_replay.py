@@ -22,7 +22,7 @@ from tests.conftest import free_port
 from tests.registry.conftest import make_deployment
 from tests.streams.harness import consumer_lag, produce, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(int(size(600, 3_600)))]
 
 MT = "calling_score"
 REPLAYS = 3

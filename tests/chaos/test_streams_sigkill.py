@@ -28,7 +28,7 @@ from tests.streams.test_streams_on_broker import (
     _workers,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(int(size(600, 3_600)))]
 
 
 def counted_twice(worker: StreamsWorker, truth: GroundTruth) -> int:
@@ -74,7 +74,7 @@ def test_streams_worker_sigkilled_during_traffic(
     state: str, kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
     began = time.monotonic()
-    events = int(size(30_000, 1_000_000))
+    events = int(size(12_000, 1_000_000))
     kills = int(size(3, 5))
     rate = float(size(3_000, 5_000))
     messages, truth = outcome_events(events, seed=23)
