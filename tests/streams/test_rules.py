@@ -96,3 +96,11 @@ def test_the_threshold_waits_while_a_canary_runs_then_fires_once() -> None:
             fired.append((i, counter.new_samples))
             counter = rules.after_command(counter, float(i))
     assert fired == [(1200, 1200)]
+
+
+def test_counter_to_dict_holds_every_field() -> None:
+    from dataclasses import asdict
+
+    counter = rules.after_command(rules.count_sample(rules.RetrainCounter(), 1, 5.0)[0], 9.0)
+    assert counter.to_dict() == asdict(counter)
+    assert rules.RetrainCounter.from_dict(counter.to_dict()) == counter
