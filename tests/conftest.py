@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bus import local_broker
-from bus.local_broker import free_port
 from bus.admin import create_topics
+from bus.local_broker import free_port
 from contracts.topics import Topics
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -26,6 +26,12 @@ def _docker_engine_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "full_only(reason): a chaos scenario run only by `make chaos` (full size)"
+    )
 
 
 @pytest.fixture(scope="session")

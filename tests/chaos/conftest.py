@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.chaos.harness import REPO, RESULTS_FILE
+from tests.chaos.harness import FULL, REPO, RESULTS_FILE
 
 RELIABILITY = REPO / "RELIABILITY.md"
 BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
@@ -15,6 +15,17 @@ HEADER = (
     "| scenario | size | events sent | faults injected | lost | duplicated | recovery (s) "
     "| run (s) | notes |\n|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenarios marked full_only run in `make chaos` only; CI deselects them (RELIABILITY.md
+    says why for each: too heavy for CI's two cores, or an open streams issue)."""
+    if FULL:
+        return
+    kept = [item for item in items if item.get_closest_marker("full_only") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -22,7 +22,6 @@ from contracts.events import new_id, to_json
 from contracts.topics import Topics
 from streams.testing import outcome_events
 from tests.chaos.harness import (
-    FULL,
     Registry,
     ScenarioFigures,
     dedicated_cluster,
@@ -45,7 +44,7 @@ from tests.streams.test_streams_on_broker import (
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not FULL, reason="three brokers: full size only (make chaos)"),
+    pytest.mark.full_only(reason="three JVM brokers exceed CI's two cores: make chaos only"),
     pytest.mark.timeout(2_400),
 ]
 

@@ -24,7 +24,11 @@ from tests.streams.test_streams_on_broker import (
     _workers,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(int(size(600, 3_600)))]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(int(size(600, 3_600))),
+    pytest.mark.full_only(reason="open streams issue: the steady worker can stall after churn (RELIABILITY.md)"),
+]
 
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
