@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from tempfile import mkdtemp
 
@@ -67,7 +68,8 @@ class Recorder:
     bootstrap: str
     settings: KafkaSettings
     outcome_ts: dict[str, float] = field(default_factory=dict)  # event_id -> CreateTime
-    samples: list[tuple[str, str]] = field(default_factory=list)  # (event_id, model_version)
+    # (event_id, model_version, occurred_at epoch s), in the model type's partition order
+    samples: list[tuple[str, str, float]] = field(default_factory=list)
     commands: list[tuple[float, RetrainRequested]] = field(default_factory=list)
     deployed: list[tuple[float, ModelDeployed]] = field(default_factory=list)
     registry_commands: list[tuple[float, RegistryCommandIssued]] = field(default_factory=list)
@@ -127,7 +129,8 @@ class Recorder:
             elif kind is TopicName.TRAINING_SAMPLES:
                 raw = orjson.loads(value)
                 if raw.get("model_type") == MODEL_TYPE:
-                    self.samples.append((str(raw["event_id"]), str(raw["model_version"])))
+                    occurred = datetime.fromisoformat(raw["occurred_at"]).timestamp()
+                    self.samples.append((str(raw["event_id"]), str(raw["model_version"]), occurred))
             elif kind is TopicName.RETRAIN_COMMANDS:
                 self.commands.append((created, RetrainRequested.model_validate_json(value)))
             elif kind is TopicName.MODEL_DEPLOYED:
@@ -202,11 +205,9 @@ def phase_trigger(base: Path, threshold: int, rate: float, duration: float) -> l
         if command.model_type != MODEL_TYPE:
             continue
         position += command.new_samples
-        if command.reason is not RetrainReason.SAMPLE_THRESHOLD or position > len(
-            recorder.samples
-        ):
+        if command.reason is not RetrainReason.SAMPLE_THRESHOLD or position > len(recorder.samples):
             continue
-        event_id, _ = recorder.samples[position - 1]
+        event_id, _, _ = recorder.samples[position - 1]
         produced = recorder.outcome_ts.get(event_id)
         if produced is not None:
             latencies.append(created - produced)
@@ -320,13 +321,25 @@ def _loop_figures(
         done = rolled_back[command.version]
         figures.rollback_command_to_event.append(done - created)
         k = int((command.evidence or {}).get("candidate_samples", 0))
-        served = [eid for eid, v in rec.samples if v == command.version]
+        # streams' A/B arms count only outcomes that occurred after the weights last changed
+        started = _experiment_start(rec, command.version, created)
+        served = [eid for eid, v, at in rec.samples if v == command.version and at >= started]
         if 0 < k <= len(served) and served[k - 1] in rec.outcome_ts:
             figures.decisive_to_rolled_back.append(done - rec.outcome_ts[served[k - 1]])
         before = [t for t in outcome_times if t <= created]
         if before:
             figures.last_outcome_to_rolled_back.append(done - before[-1])
     return figures
+
+
+def _experiment_start(rec: Recorder, version: str | None, before: float) -> float:
+    """occurred_at of the last weight change involving `version` before `before` (CreateTime)."""
+    starts = [
+        e.occurred_at.timestamp()
+        for created, e in rec.registry_events
+        if created <= before and e.version == version and e.model_type == MODEL_TYPE
+    ]
+    return max(starts, default=0.0)
 
 
 def main() -> None:
