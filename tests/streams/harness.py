@@ -158,3 +158,18 @@ def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
                 future.result(30)
             except Exception:  # noqa: BLE001 - cleanup is best effort
                 pass
+
+
+def group_members_with_partitions(bootstrap: str, group: str) -> int:
+    """How many members of a consumer group hold at least one partition (0 if unknown)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except Exception:
+        return 0
+    if described.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in described.members if m.assignment and m.assignment.topic_partitions)
