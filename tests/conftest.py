@@ -16,7 +16,6 @@ from bus.admin import create_topics
 from bus.local_broker import free_port
 from contracts.topics import Topics
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def _docker_engine_answers() -> bool:
