@@ -17,7 +17,6 @@ from bus.local_broker import free_port
 from contracts.topics import Topics
 
 
-
 def _docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
