@@ -1,4 +1,4 @@
-"""What the agents do with one message, over mutable mappings (the faust tables in production).
+"""What the worker does with one message, over mutable mappings (its tables in production).
 
 Every state change is idempotent: each stored value remembers, per source partition, the last
 offset it applied, so a message read again after a crash or a rebalance changes nothing twice.
@@ -236,7 +236,10 @@ def handle_sample(
         }
     performance[key] = stored
 
-    state = ModelTypeState.from_dict(states.get(model_type))
+    stored_state = states.get(model_type)
+    state = ModelTypeState.from_dict(stored_state)
+    if stored_state is None:
+        state.counter = rules.RetrainCounter(lineage=rules.lineage_for(sample["event_id"]))
     if rules.is_applied(state.applied, source, source_offset):
         states[model_type] = state.to_dict()
         return state.emitted_at(source, source_offset)
@@ -278,37 +281,30 @@ def handle_sample(
     return emitted
 
 
-def handle_tick(
+def handle_schedule(
     model_type: str,
-    tick_partition: int,
-    tick_offset: int,
     states: MutableMapping[str, Any],
     views: Mapping[str, ModelTypeView],
     settings: StreamRules,
     now: float,
 ) -> list[Emitted]:
-    """The schedule trigger for one model type, asked by the leader's timer."""
+    """The schedule trigger for one model type, checked by the worker that owns it.
+
+    Not tied to a source offset: a command whose state change was lost in a crash is emitted
+    again from the same counter, so under the same command id.
+    """
     stored = states.get(model_type)
     if stored is None:
         return []
     state = ModelTypeState.from_dict(stored)
-    source = rules.source_name("t", tick_partition)
-    if rules.is_applied(state.applied, source, tick_offset):
-        states[model_type] = state.to_dict()
-        return state.emitted_at(source, tick_offset)
-    emitted: list[Emitted] = []
-    if rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
-        emitted.append(
-            _retrain_command(
-                state.counter, model_type, RetrainReason.SCHEDULE, views.get(model_type), now
-            )
-        )
-        state.counter = rules.after_command(state.counter, now)
-    for item in emitted:
-        state.remember(source, tick_offset, item)
-    state.applied = rules.with_applied(state.applied, source, tick_offset)
+    if not rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
+        return []
+    command = _retrain_command(
+        state.counter, model_type, RetrainReason.SCHEDULE, views.get(model_type), now
+    )
+    state.counter = rules.after_command(state.counter, now)
     states[model_type] = state.to_dict()
-    return emitted
+    return [command]
 
 
 # ---------------------------------------------------------------------------------------------

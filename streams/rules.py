@@ -1,6 +1,6 @@
 """Pure rules of streams: replay detection, de-duplication, daily aggregates, retrain trigger.
 
-Nothing here does I/O; the faust agents call these functions and store what they return.
+Nothing here does I/O; the worker calls these functions and stores what they return.
 """
 
 from __future__ import annotations
@@ -188,6 +188,15 @@ def after_command(counter: RetrainCounter, now: float) -> RetrainCounter:
         last_retrain_at=now,
         commands=counter.commands + 1,
     )
+
+
+def lineage_for(first_event_id: str) -> str:
+    """A new counter's lineage, derived from the first sample it counts.
+
+    Deterministic, so that a replay after a crash that lost a new counter's first write draws
+    the same lineage again and re-sends its commands under the same ids.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"relearn:retrain-lineage:{first_event_id}"))
 
 
 def command_id(counter: RetrainCounter) -> str:

@@ -1,17 +1,21 @@
-"""`relearn streams`: one streams worker (the faust app) in the foreground."""
+"""`relearn streams`: one streams worker in the foreground, until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     streams = subparsers.add_parser(
         "streams", help="run one streams worker (validate, de-duplicate, count, trigger, A/B)"
     )
-    streams.add_argument("--web-port", type=int, help="faust web port (RELEARN_STREAMS_WEB_PORT)")
+    streams.add_argument("--web-port", type=int, help="web views port (RELEARN_STREAMS_WEB_PORT)")
     streams.add_argument(
         "--data-dir", type=Path, help="this worker's RocksDB directory (RELEARN_STREAMS_DATA_DIR)"
     )
@@ -19,10 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from faust import Worker
-
-    from streams.factory import create_app
     from streams.settings import StreamsSettings
+    from streams.web import StreamsWeb
+    from streams.worker import Worker
 
     overrides: dict[str, object] = {}
     if args.web_port is not None:
@@ -30,11 +33,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         overrides["streams_data_dir"] = args.data_dir
     settings = StreamsSettings(**overrides)  # type: ignore[arg-type]
-    app = create_app(settings)
-    worker = Worker(app, loglevel=args.log_level.lower(), redirect_stdouts=False)
-    # The client libraries log per message at debug level; building those records costs ~8%
-    # of a worker's CPU even when no handler prints them.
-    for name in ("aiokafka", "faust", "mode"):
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
-    worker.execute_from_commandline()  # returns only by raising SystemExit
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = Worker(settings)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch, committing, leaving the group", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server = StreamsWeb(worker).serve(settings.streams_web_host, settings.streams_web_port)
+    try:
+        worker.run()
+    finally:
+        server.shutdown()
     return 0

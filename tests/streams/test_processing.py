@@ -151,20 +151,34 @@ def test_poison_is_counted_per_reason_and_a_replay_does_not_recount() -> None:
     }
 
 
-def test_schedule_tick_fires_once_and_resets_the_counter() -> None:
+def test_schedule_fires_once_and_resets_the_counter() -> None:
     states: dict[str, Any] = {}
     sample = {"event_id": "e1", "model_type": "calling_score", "model_version": "v0.0",
               "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
               "positive_outcome": True, "occurred_at": "2026-11-26T12:00:00Z"}
     processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, {}, RULES, 0.0)
+    before = dict(states)
     week = RULES.retrain_max_age_seconds
-    assert processing.handle_tick("calling_score", 1, 0, states, {}, RULES, week - 1) == []
-    fired = processing.handle_tick("calling_score", 1, 1, states, {}, RULES, week)
+    assert processing.handle_schedule("calling_score", states, {}, RULES, week - 1) == []
+    fired = processing.handle_schedule("calling_score", states, {}, RULES, week)
     assert [orjson.loads(e.value)["reason"] for e in fired] == ["schedule"]
-    replayed = processing.handle_tick("calling_score", 1, 1, states, {}, RULES, week)
-    assert replayed == fired  # the same command again, same id: a resend, not a second command
-    assert processing.handle_tick("calling_score", 1, 2, states, {}, RULES, 3 * week) == []
+    # a crash that lost the state change: the check fires again under the same command id
+    assert processing.handle_schedule("calling_score", dict(before), {}, RULES, week) == fired
+    assert processing.handle_schedule("calling_score", states, {}, RULES, 3 * week) == []
     assert processing.samples_view(states, "calling_score", 97)["new_samples"] == 0
+
+
+def test_a_new_counter_lineage_follows_its_first_sample() -> None:
+    """A crash that loses a new counter's first write must not change its command ids."""
+    sample = orjson.dumps({"event_id": "e1", "model_type": "calling_score",
+                           "model_version": "v0.0", "features": [0.0] * 23, "prediction": 0.5,
+                           "outcome_score": 0.5, "positive_outcome": True,
+                           "occurred_at": "2026-11-26T12:00:00Z"})
+    rules_one = processing.StreamRules(1, RULES.retrain_max_age_seconds, 0.05, 200)
+    first = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 0.0)
+    again = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 5.0)
+    assert len(first) == 1
+    assert orjson.loads(first[0].value)["command_id"] == orjson.loads(again[0].value)["command_id"]
 
 
 def test_ab_state_survives_a_registry_view_not_read_yet() -> None:

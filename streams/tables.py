@@ -1,0 +1,161 @@
+"""The streams worker's tables: one set per source partition, each backed by a changelog topic.
+
+The dedupe window lives on disk (RocksDB with a TTL of at least the window); the small tables
+(rejection counts, model-type state, daily performance) are dicts. Every write also goes to a
+changelog topic partitioned like the source, so a worker that gains a partition rebuilds its
+tables from there. Writes are idempotent (see `streams.processing`), so restoring more of a
+changelog than needed, or replaying source messages already applied, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+log = logging.getLogger(__name__)
+
+SEEN = "seen-event-ids"
+REJECTIONS = "rejections"
+MODEL_TYPES = "model-types"
+PERFORMANCE = "daily-performance"
+# Tables keyed like outcome-events, and like training-samples.
+OUTCOME_TABLES = (SEEN, REJECTIONS)
+SAMPLE_TABLES = (MODEL_TYPES, PERFORMANCE)
+SMALL_TABLES = (REJECTIONS, MODEL_TYPES, PERFORMANCE)
+
+# The changelog offset up to which this RocksDB already holds the changelog's records.
+CHECKPOINT_KEY = b"\x00relearn:changelog-checkpoint"
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    return f"{app_id}-{table}-changelog"
+
+
+class ChangelogTable(dict[str, Any]):
+    """One partition of a small table: a dict that remembers which keys changed since the
+    last `take_changed`, so each changed key is written to the changelog once per batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set[str] = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.changed.add(key)
+
+    def take_changed(self) -> Iterator[tuple[bytes, bytes]]:
+        changed, self.changed = self.changed, set()
+        for key in changed:
+            yield key.encode(), orjson.dumps(self[key])
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self.pop(key.decode(), None)
+        else:
+            super().__setitem__(key.decode(), orjson.loads(value))
+
+
+class SeenEventIds:
+    """One partition of the dedupe window: event_id -> [partition, offset] where first seen."""
+
+    def __init__(self, path: Path, ttl_seconds: int) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = Rdict(str(path), Options(raw_mode=True),
+                        access_type=AccessType.with_ttl(ttl_seconds))
+        self.pending: list[tuple[bytes, bytes]] = []
+
+    def get(self, event_id: str) -> list[int] | None:
+        raw = self.db.get(event_id.encode())
+        if raw is None:
+            return None
+        partition, _, offset = raw.partition(b":")
+        return [int(partition), int(offset)]
+
+    def __setitem__(self, event_id: str, first_seen: list[int]) -> None:
+        key, value = event_id.encode(), b"%d:%d" % (first_seen[0], first_seen[1])
+        # On disk at once: a write whose changelog record is lost in a crash is harmless,
+        # because the replayed message finds its own position (a replay, not a duplicate).
+        self.db.put(key, value)
+        self.pending.append((key, value))
+
+    def take_changed(self) -> list[tuple[bytes, bytes]]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    @property
+    def checkpoint(self) -> int:
+        raw = self.db.get(CHECKPOINT_KEY)
+        return int(raw) if raw is not None else 0
+
+    def set_checkpoint(self, offset: int) -> None:
+        self.db.put(CHECKPOINT_KEY, str(offset).encode())
+
+    def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.db.write(batch)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def read_changelog(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    start: int,
+    apply: Callable[[list[tuple[bytes, bytes | None]]], None],
+    timeout: float = 300.0,
+) -> int:
+    """Apply the records of one changelog partition from `start` to its current end.
+
+    Returns the end offset reached (the next offset to read next time).
+    """
+    tp = TopicPartition(topic, partition)
+    low, high = consumer.get_watermark_offsets(tp, timeout=30)
+    start = max(start, low)
+    if start >= high:
+        return high
+    consumer.assign([TopicPartition(topic, partition, start)])
+    deadline = time.monotonic() + timeout
+    restored = 0
+    try:
+        while time.monotonic() < deadline:
+            records: list[tuple[bytes, bytes | None]] = []
+            last = -1
+            for message in consumer.consume(10_000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("changelog %s[%d] read error: %s", topic, partition, error)
+                    continue
+                records.append((message.key() or b"", message.value()))
+                last = message.offset()
+            if records:
+                apply(records)
+                restored += len(records)
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if last >= high - 1 or position >= high:
+                log.info("restored %s[%d]: %d records, offsets %d..%d", topic, partition,
+                         restored, start, high)
+                return high
+        raise TimeoutError(f"restoring {topic}[{partition}] did not reach offset {high}")
+    finally:
+        consumer.unassign()

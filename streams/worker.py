@@ -1,0 +1,426 @@
+"""One streams worker: a consumer-group member that runs `streams.processing` over batches.
+
+Per batch of messages (outcome-events and training-samples, whichever partitions this worker
+owns): outcome events are validated, de-duplicated and forwarded; training samples are counted
+into the model-type state and the daily performance; then every table key the batch changed is
+written once to its changelog. Offsets are committed only after the producer has flushed every
+forward, command and changelog record (at-least-once), and every table value remembers the last
+source offset it applied, so a replay after a crash or a rebalance changes nothing twice.
+
+Commands are made durable before the state that records them: a state that says "command sent"
+is never on the changelog without its command on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from bus.clients import make_admin, make_consumer, make_producer
+from contracts.model_types import ModelTypeCatalog
+from streams import processing, rules, tables
+from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, Output
+from streams.registry_follower import RegistryFollower
+from streams.settings import StreamsSettings
+from streams.views import TableViews
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400.0
+MAX_BATCH = 5_000
+DETAIL_LIMIT = 4096
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def _dead_letter_headers(message: Message, reason: str, detail: str) -> list[tuple[str, bytes]]:
+    return [
+        ("error.reason", reason.encode()),
+        ("error.detail", detail.encode()[:DETAIL_LIMIT]),
+        ("source.topic", (message.topic() or "").encode()),
+        ("source.partition", str(message.partition()).encode()),
+        ("source.offset", str(message.offset()).encode()),
+    ]
+
+
+class Worker:
+    """Runs until `stop()`; `run()` is the whole life of one group member."""
+
+    def __init__(self, settings: StreamsSettings) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.catalog: ModelTypeCatalog = settings.model_types()
+        self.rules = processing.StreamRules(
+            retrain_sample_threshold=settings.retrain_sample_threshold,
+            retrain_max_age_seconds=settings.retrain_max_age_days * SECONDS_PER_DAY,
+            rollback_alpha=settings.rollback_alpha,
+            abtest_min_samples=settings.abtest_min_samples,
+        )
+        self.ttl = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
+        self.changelogs = {
+            name: tables.changelog_topic(settings.app_id, name)
+            for name in (*tables.OUTCOME_TABLES, *tables.SAMPLE_TABLES)
+        }
+        self.follower = RegistryFollower(settings.bootstrap_servers, self.topics.registry_events)
+        self.views = TableViews(
+            settings.bootstrap_servers,
+            {name: self.changelogs[name] for name in tables.SMALL_TABLES},
+        )
+        self._stopping = threading.Event()
+        # Tables of the partitions this worker owns, by source partition.
+        self.seen: dict[int, tables.SeenEventIds] = {}
+        self.rejections: dict[int, tables.ChangelogTable] = {}
+        self.states: dict[int, tables.ChangelogTable] = {}
+        self.performance: dict[int, tables.ChangelogTable] = {}
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to commit
+        self.delivered_seen: dict[int, int] = {}  # last seen-changelog offset acknowledged
+        self.events_processed = 0
+        self.last_commit = time.monotonic()
+        self.last_schedule_check = time.monotonic()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._restorer: Consumer | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def assigned(self) -> dict[str, list[int]]:
+        return {
+            "outcome-events": sorted(self.seen),
+            "training-samples": sorted(self.states),
+        }
+
+    def run(self) -> None:
+        self._ensure_changelog_topics()
+        self.follower.start()
+        self.views.start()
+        self._producer = make_producer(
+            self.settings.bootstrap_servers,
+            **{
+                "linger.ms": 5,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                # Java's partitioner: the same key lands where other clients expect it.
+                "partitioner": "murmur2_random",
+                # Never give up on a message: a broker outage blocks the next commit instead.
+                "message.timeout.ms": 0,
+                "error_cb": self._on_client_error,
+            },
+        )
+        self._restorer = make_consumer(
+            self.settings.bootstrap_servers, f"{self.settings.app_id}-restore",
+            **{"enable.auto.commit": False},
+        )
+        session_ms = int(self.settings.streams_session_timeout_seconds * 1000)
+        self._consumer = make_consumer(
+            self.settings.bootstrap_servers, self.settings.app_id,
+            **{
+                "enable.auto.commit": False,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": min(3000, session_ms // 5),
+                "fetch.wait.max.ms": 20,
+                "queued.max.messages.kbytes": 65_536,
+                "error_cb": self._on_client_error,
+            },
+        )
+        self._consumer.subscribe(
+            [self.topics.outcome_events, self.topics.training_samples],
+            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
+        )
+        log.info("streams worker %s started (group %s)", self.settings.web_url,
+                 self.settings.app_id)
+        try:
+            while not self._stopping.is_set():
+                messages = self._next_batch()
+                if messages:
+                    self._process(messages)
+                self._maybe_check_schedule()
+                if time.monotonic() - self.last_commit >= self.settings.streams_commit_interval_seconds:
+                    self._commit()
+            self._commit()
+        finally:
+            log.info("streams worker leaving the group")
+            self._consumer.close()
+            self._producer.flush(10)
+            self._restorer.close()
+            self.follower.stop()
+            self.views.stop()
+            for store in self.seen.values():
+                store.close()
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("fatal Kafka client error, stopping: %s", error)
+            self._stopping.set()
+        else:
+            log.warning("Kafka client: %s", error)
+
+    def _ensure_changelog_topics(self) -> None:
+        admin = make_admin(self.settings.bootstrap_servers)
+        replication = self.settings.topic_replication
+        base = {"min.insync.replicas": str(min(2, replication))}
+        wanted = []
+        for name, topic in self.changelogs.items():
+            config = dict(base, **{"cleanup.policy": "compact"})
+            if name == tables.SEEN:  # bounded by the dedupe window, like the RocksDB TTL
+                config.update({"cleanup.policy": "compact,delete",
+                               "retention.ms": str(self.ttl * 1000)})
+            wanted.append(NewTopic(topic, num_partitions=self.settings.topic_partitions,
+                                   replication_factor=replication, config=config))
+        for topic, future in admin.create_topics(wanted, request_timeout=30).items():
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            log.debug("changelog %s ready", topic)
+
+    # -- rebalances ---------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        for tp in partitions:
+            if tp.topic == self.topics.outcome_events:
+                self._restore_outcome_partition(tp.partition)
+            elif tp.topic == self.topics.training_samples:
+                self._restore_sample_partition(tp.partition)
+        log.info("assigned %s, tables restored in %.2f s",
+                 [(tp.topic, tp.partition) for tp in partitions], time.monotonic() - started)
+
+    def _restore_outcome_partition(self, partition: int) -> None:
+        assert self._restorer is not None
+        store = tables.SeenEventIds(self.settings.data_dir / f"seen-{partition}", self.ttl)
+        end = tables.read_changelog(
+            self._restorer, self.changelogs[tables.SEEN], partition, store.checkpoint,
+            store.restore_batch,
+        )
+        store.set_checkpoint(end)
+        self.seen[partition] = store
+        self.rejections[partition] = self._restore_small(tables.REJECTIONS, partition)
+
+    def _restore_sample_partition(self, partition: int) -> None:
+        self.states[partition] = self._restore_small(tables.MODEL_TYPES, partition)
+        self.performance[partition] = self._restore_small(tables.PERFORMANCE, partition)
+
+    def _restore_small(self, name: str, partition: int) -> tables.ChangelogTable:
+        assert self._restorer is not None
+        table = tables.ChangelogTable()
+
+        def apply(records: list[tuple[bytes, bytes | None]]) -> None:
+            for key, value in records:
+                table.restore(key, value)
+
+        tables.read_changelog(self._restorer, self.changelogs[name], partition, 0, apply)
+        return table
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Between batches: everything processed is on its way; make it durable, commit it.
+        self._commit(only={(tp.topic, tp.partition) for tp in partitions})
+        self._drop(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost (another worker owns them now): %s",
+                    [(tp.topic, tp.partition) for tp in partitions])
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.positions.pop((tp.topic, tp.partition), None)
+            if tp.topic == self.topics.outcome_events:
+                store = self.seen.pop(tp.partition, None)
+                if store is not None:
+                    store.close()
+                self.rejections.pop(tp.partition, None)
+                self.delivered_seen.pop(tp.partition, None)
+            elif tp.topic == self.topics.training_samples:
+                self.states.pop(tp.partition, None)
+                self.performance.pop(tp.partition, None)
+        log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
+
+    # -- the batch loop -----------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Message]:
+        assert self._consumer is not None
+        messages = self._consumer.consume(MAX_BATCH, timeout=0)
+        if messages:
+            return messages
+        first = self._consumer.poll(0.05)  # waits for the next message without batching delay
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(MAX_BATCH - 1, timeout=0)]
+
+    def _process(self, messages: list[Message]) -> None:
+        now = datetime.now(UTC)
+        clock = time.time()
+        commands = False
+        outcome_topic = self.topics.outcome_events
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic == outcome_topic:
+                if partition not in self.seen:  # revoked while the batch was fetched
+                    continue
+                self._on_outcome(message, partition, offset, now)
+            else:
+                if partition not in self.states:
+                    continue
+                commands |= self._on_sample(message, partition, clock)
+            self.positions[(topic, partition)] = offset + 1
+            self.events_processed += 1
+        self._write_changelogs(commands)
+
+    def _on_outcome(self, message: Message, partition: int, offset: int, now: datetime) -> None:
+        assert self._producer is not None
+        result = processing.handle_outcome(
+            message.value(), partition, offset, self.seen[partition],
+            self.rejections[partition], self.catalog, now,
+        )
+        if result.rejected is not None:
+            log.warning(
+                "rejected topic=%s partition=%s offset=%s reason=%s detail=%s",
+                message.topic(), partition, offset, result.rejected.reason.value,
+                result.rejected.detail,
+            )
+            self._produce(
+                self.topics.outcome_events_dlq, message.key(), message.value(),
+                _dead_letter_headers(message, result.rejected.reason.value,
+                                     result.rejected.detail),
+            )
+        elif result.forward is not None:
+            self._produce(
+                self.topics.training_samples, (result.model_type or "").encode(), result.forward,
+                [(SOURCE_PARTITION_HEADER, str(partition).encode()),
+                 (SOURCE_OFFSET_HEADER, str(offset).encode())],
+            )
+
+    def _on_sample(self, message: Message, partition: int, clock: float) -> bool:
+        headers = message.headers()
+        source_partition = _header(headers, SOURCE_PARTITION_HEADER)
+        source_offset = _header(headers, SOURCE_OFFSET_HEADER)
+        if source_partition is None or source_offset is None:
+            log.warning("training sample without source headers skipped: partition=%s offset=%s",
+                        partition, message.offset())
+            return False
+        try:
+            emitted = processing.handle_sample(
+                message.value() or b"", int(source_partition), int(source_offset),
+                self.states[partition], self.performance[partition], self.follower.views,
+                self.rules, clock, self.follower.caught_up,
+            )
+        except processing.MalformedSample as exc:
+            log.warning("malformed training sample dead-lettered partition=%s offset=%s: %s",
+                        partition, message.offset(), exc)
+            self._produce(self.topics.internal_dlq, message.key(), message.value(),
+                          _dead_letter_headers(message, "schema", str(exc)))
+            return False
+        self._send(emitted)
+        return bool(emitted)
+
+    def _send(self, emitted: list[processing.Emitted]) -> None:
+        outputs = {Output.RETRAIN: self.topics.retrain_commands,
+                   Output.REGISTRY: self.topics.registry_commands}
+        for item in emitted:
+            log.info("emit %s key=%s %s", item.output, item.key, item.value.decode())
+            self._produce(outputs[item.output], item.key.encode(), item.value, None)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]] | None, **extra: Any) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, **extra)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send some
+                self._producer.poll(0.05)
+
+    def _write_changelogs(self, commands_emitted: bool) -> None:
+        """Each table key changed by the batch, once; after the commands it emitted."""
+        assert self._producer is not None
+        seen_topic = self.changelogs[tables.SEEN]
+        for partition, store in self.seen.items():
+            pending = store.take_changed()
+            if not pending:
+                continue
+            for key, value in pending[:-1]:
+                self._produce(seen_topic, key, value, None, partition=partition)
+            key, value = pending[-1]
+            self._produce(seen_topic, key, value, None, partition=partition,
+                          on_delivery=self._seen_delivered)
+        if commands_emitted:
+            self._flush()
+        for name, by_partition in ((tables.REJECTIONS, self.rejections),
+                                   (tables.MODEL_TYPES, self.states),
+                                   (tables.PERFORMANCE, self.performance)):
+            topic = self.changelogs[name]
+            for partition, table in by_partition.items():
+                for key, value in table.take_changed():
+                    self._produce(topic, key, value, None, partition=partition)
+        self._producer.poll(0)
+
+    def _seen_delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            partition = message.partition()
+            self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1),
+                                                 message.offset())
+
+    def _flush(self) -> None:
+        assert self._producer is not None
+        while (left := self._producer.flush(5.0)) > 0:
+            log.warning("waiting for the broker to take %d messages", left)
+
+    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        """Flush, checkpoint the local dedupe stores, then commit the consumed offsets."""
+        assert self._consumer is not None
+        self._flush()
+        for partition, offset in self.delivered_seen.items():
+            store = self.seen.get(partition)
+            if store is not None:
+                store.set_checkpoint(offset + 1)
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in self.positions.items()
+            if only is None or (topic, partition) in only
+        ]
+        self.last_commit = time.monotonic()
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance is under way: the next owner replays
+            log.warning("offset commit failed (%s); the work is replayed idempotently", exc)
+
+    def _maybe_check_schedule(self) -> None:
+        now = time.monotonic()
+        if now - self.last_schedule_check < self.settings.schedule_check_seconds:
+            return
+        self.last_schedule_check = now
+        commands = False
+        for table in self.states.values():
+            for model_type in list(table):
+                emitted = processing.handle_schedule(
+                    model_type, table, self.follower.views, self.rules, time.time()
+                )
+                self._send(emitted)
+                commands |= bool(emitted)
+        if commands:
+            self._write_changelogs(True)
