@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -86,12 +87,16 @@ def streams_throughput(
     try:
         worker.start()
         worker.wait_web()
-        wait_until(lambda: counted(worker, threshold, model_types) > 0, 120, "no progress")
+        try:
+            wait_until(lambda: counted(worker, threshold, model_types) > 0, 120, "no progress")
+        except AssertionError:
+            print(worker.log_path.read_text()[-4000:], file=sys.stderr)
+            raise
         started = time.perf_counter()
         if profile:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                 str(worker.process.pid), "-d", "20", "-f", "raw", "-o",
+                 str(worker.process.pid), "-d", "8", "-f", "raw", "-o",
                  str(workdir / "streams.pyspy.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
@@ -103,7 +108,12 @@ def streams_throughput(
     finally:
         worker.stop()
     rate = events / elapsed
-    summary = summarize_profile(workdir / "streams.pyspy.txt") if profile else None
+    summary = None
+    if profile:
+        kept = Path("test-artifacts/streams.pyspy.txt")
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copy(workdir / "streams.pyspy.txt", kept)  # raw py-spy stacks, for a closer look
+        summary = summarize_profile(kept)
     return ceiling, rate, summary
 
 
@@ -111,13 +121,13 @@ def summarize_profile(path: Path) -> str:
     """Inclusive share of the main thread's samples by a few frames worth naming."""
     wanted = {
         "handle_outcome": "validate + dedupe (streams.processing.handle_outcome)",
+        "validate_outcome": "  of which validation (contracts.validation.validate_outcome)",
         "handle_sample": "count + daily + A/B (streams.processing.handle_sample)",
-        "Table.on_key_set": "table changelog sends (faust Table.on_key_set)",
-        "Topic.send": "forward / emit sends (faust Topic.send)",
-        "Sender._send_produce_req": "aiokafka producer requests",
-        "Fetcher._fetcher": "faust fetcher -> streams",
-        "Stream._c_aiter": "faust stream iteration",
-        "EpollSelector.select": "idle in the event loop",
+        "parse_sample": "  of which parsing the sample (streams.processing.parse_sample)",
+        "_on_outcome": "outcome hop incl. forward produce (Worker._on_outcome)",
+        "_write_changelogs": "changelog writes, once per key per batch (Worker._write_changelogs)",
+        "_next_batch": "consume a batch (Worker._next_batch)",
+        "_commit": "flush + commit (Worker._commit)",
     }
     shares: dict[str, int] = dict.fromkeys(wanted, 0)
     total = 0

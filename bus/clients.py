@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger(__name__)
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
@@ -54,3 +58,20 @@ def broker_count(bootstrap_servers: str, timeout: float = 2.0) -> int:
     except Exception:
         return 0
     return len(metadata.brokers)
+
+
+def watermark_offsets(consumer: Consumer, partition: TopicPartition,
+                      deadline_seconds: float = 60.0) -> tuple[int, int]:
+    """(low, high) of one partition, retried while the cluster settles: a topic created a
+    moment ago, or a partition whose leader moves, answers "not leader" for a while."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("watermarks of %s[%d] not known yet (%s); retrying",
+                     partition.topic, partition.partition, exc)
+            time.sleep(0.5)

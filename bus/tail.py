@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from bus.clients import make_consumer
+from bus.clients import make_consumer, watermark_offsets
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class TopicTail(threading.Thread):
             if not assigned:
                 return
             ends = {
-                (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30)[1]
+                (tp.topic, tp.partition): watermark_offsets(consumer, tp)[1]
                 for tp in assigned
             }
             consumer.assign(assigned)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 VERSION_PATTERN = r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
@@ -79,6 +80,24 @@ class TrainingSampleForwarded(_Internal):
             outcome_score=event.outcome_score,
             positive_outcome=event.positive_outcome,
             occurred_at=event.occurred_at,
+        )
+
+    @staticmethod
+    def json_from_outcome(event: OutcomeEvent, event_id: str | None = None) -> bytes:
+        """`to_json(from_outcome(event))` in meaning, without building the model: the streams
+        hot path forwards every valid event, and this is ~5x cheaper."""
+        return orjson.dumps(
+            {
+                "event_id": event_id if event_id is not None else str(event.event_id),
+                "model_type": event.model_type,
+                "model_version": event.model_version,
+                "features": event.features,
+                "prediction": event.prediction,
+                "outcome_score": event.outcome_score,
+                "positive_outcome": event.positive_outcome,
+                "occurred_at": event.occurred_at,
+            },
+            option=orjson.OPT_UTC_Z,
         )
 
 

@@ -104,8 +104,8 @@ def handle_outcome(
     if sighting is rules.Sighting.DUPLICATE:
         return OutcomeResult(duplicate=True)
     seen[event_id] = [partition, offset]  # (re-)written on replay too: heals a lost changelog write
-    sample = TrainingSampleForwarded.from_outcome(event)
-    return OutcomeResult(forward=to_json(sample), model_type=event.model_type)
+    forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
+    return OutcomeResult(forward=forward, model_type=event.model_type)
 
 
 def count_rejection(
@@ -146,7 +146,16 @@ class ModelTypeState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ModelTypeState:
+    def load(cls, stored: ModelTypeState | Mapping[str, Any] | None) -> ModelTypeState:
+        """A state to change: a copy of a stored one (never changed in place), or parsed."""
+        if isinstance(stored, ModelTypeState):
+            return cls(stored.counter, stored.ab, stored.applied, stored.emitted)
+        return cls.from_dict(stored)
+
+    @classmethod
+    def from_dict(cls, data: ModelTypeState | Mapping[str, Any] | None) -> ModelTypeState:
+        if isinstance(data, ModelTypeState):
+            return data
         if not data:
             return cls()
         return cls(
@@ -237,11 +246,11 @@ def handle_sample(
     performance[key] = stored
 
     stored_state = states.get(model_type)
-    state = ModelTypeState.from_dict(stored_state)
+    state = ModelTypeState.load(stored_state)
     if stored_state is None:
         state.counter = rules.RetrainCounter(lineage=rules.lineage_for(sample["event_id"]))
     if rules.is_applied(state.applied, source, source_offset):
-        states[model_type] = state.to_dict()
+        states[model_type] = state  # re-written on replay too: heals a lost changelog write
         return state.emitted_at(source, source_offset)
 
     emitted: list[Emitted] = []
@@ -277,7 +286,8 @@ def handle_sample(
     for item in emitted:
         state.remember(source, source_offset, item)
     state.applied = rules.with_applied(state.applied, source, source_offset)
-    states[model_type] = state.to_dict()
+    # Stored as the object (the changelog serializes it with `to_dict`): no parse per sample.
+    states[model_type] = state
     return emitted
 
 
@@ -296,14 +306,14 @@ def handle_schedule(
     stored = states.get(model_type)
     if stored is None:
         return []
-    state = ModelTypeState.from_dict(stored)
+    state = ModelTypeState.load(stored)
     if not rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
         return []
     command = _retrain_command(
         state.counter, model_type, RetrainReason.SCHEDULE, views.get(model_type), now
     )
     state.counter = rules.after_command(state.counter, now)
-    states[model_type] = state.to_dict()
+    states[model_type] = state
     return [command]
 
 

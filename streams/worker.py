@@ -67,6 +67,8 @@ class Worker:
             rollback_alpha=settings.rollback_alpha,
             abtest_min_samples=settings.abtest_min_samples,
         )
+        self.outputs = {Output.RETRAIN: self.topics.retrain_commands,
+                        Output.REGISTRY: self.topics.registry_commands}
         self.ttl = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
         self.changelogs = {
             name: tables.changelog_topic(settings.app_id, name)
@@ -100,8 +102,8 @@ class Worker:
     @property
     def assigned(self) -> dict[str, list[int]]:
         return {
-            "outcome-events": sorted(self.seen),
-            "training-samples": sorted(self.states),
+            self.topics.outcome_events: sorted(self.seen),
+            self.topics.training_samples: sorted(self.states),
         }
 
     def run(self) -> None:
@@ -337,11 +339,9 @@ class Worker:
         return bool(emitted)
 
     def _send(self, emitted: list[processing.Emitted]) -> None:
-        outputs = {Output.RETRAIN: self.topics.retrain_commands,
-                   Output.REGISTRY: self.topics.registry_commands}
         for item in emitted:
             log.info("emit %s key=%s %s", item.output, item.key, item.value.decode())
-            self._produce(outputs[item.output], item.key.encode(), item.value, None)
+            self._produce(self.outputs[item.output], item.key.encode(), item.value, None)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
                  headers: list[tuple[str, bytes]] | None, **extra: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -165,3 +165,30 @@ def test_random_values_in_every_field_only_raise_the_validation_error(event: dic
         validate_outcome(json.dumps(event).encode(), CATALOG, NOW)
     except OutcomeRejected as rejected:
         assert isinstance(rejected.reason, RejectReason)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prediction=st.floats(allow_nan=False, allow_infinity=False),
+    outcome_score=st.floats(0.0, 1.0),
+    microsecond=st.integers(0, 999_999),
+    offset_hours=st.integers(-12, 12),
+    features=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=23, max_size=23),
+)
+def test_the_fast_forward_json_means_what_the_model_serializes(
+    prediction: float, outcome_score: float, microsecond: int, offset_hours: int,
+    features: list[float],
+) -> None:
+    """Streams forwards `json_from_outcome`; the trainer must read exactly what `to_json` says."""
+    from contracts.events import TrainingSampleForwarded, to_json
+
+    zone = timezone(timedelta(hours=offset_hours))
+    occurred = (NOW - timedelta(days=1)).astimezone(zone).replace(microsecond=microsecond)
+    raw = json.dumps(good_event(prediction=prediction, outcome_score=outcome_score,
+                                features=features, occurred_at=occurred.isoformat())).encode()
+    event = validate_outcome(raw, CATALOG, NOW)
+    fast = TrainingSampleForwarded.json_from_outcome(event)
+    slow = to_json(TrainingSampleForwarded.from_outcome(event))
+    assert TrainingSampleForwarded.model_validate_json(fast) == \
+        TrainingSampleForwarded.model_validate_json(slow)
+    assert json.loads(fast) == json.loads(slow)

@@ -221,3 +221,21 @@ def test_the_threshold_waits_for_a_running_canary() -> None:
     fired = sample(threshold + 10, decided)
     assert [orjson.loads(e.value)["new_samples"] for e in fired] == [threshold + 11]
     assert sample(threshold + 11, decided) == []
+
+
+def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
+    from streams.tables import ChangelogTable
+
+    table = ChangelogTable()
+    sample = {"event_id": "e1", "model_type": "calling_score", "model_version": "v0.0",
+              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
+              "positive_outcome": True, "occurred_at": "2026-11-26T12:00:00Z"}
+    processing.handle_sample(orjson.dumps(sample), 0, 0, table, {}, {}, RULES, 0.0)
+    restored = ChangelogTable()
+    for key, value in table.take_changed():
+        restored.restore(key, value)
+    assert processing.samples_view(restored, "calling_score", 97) == \
+        processing.samples_view(table, "calling_score", 97)
+    assert processing.abtest_view(restored, "calling_score") == \
+        processing.abtest_view(table, "calling_score")
+    assert table.take_changed() is not None and not table.changed
