@@ -1,1 +1,2 @@
-"""The streams service: a faust app that validates, de-duplicates and counts outcome events."""
+"""The streams service: a consumer-group worker that validates, de-duplicates and counts outcome
+events, keeps daily performance, triggers retraining and runs the live A/B test."""

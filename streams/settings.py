@@ -25,12 +25,12 @@ class StreamsSettings(KafkaSettings):
     # Where this worker keeps its RocksDB tables; default <state_dir>/streams/<app id>-<port>,
     # unique per worker on one machine because the web port is.
     streams_data_dir: Path | None = None
-    # How often the leader asks every model type whether its schedule trigger is due.
+    # How often each worker asks the model types it owns whether the schedule trigger is due.
     schedule_check_seconds: float = Field(default=60.0, gt=0)
     # How often consumed offsets are committed (the changelog is flushed first).
     streams_commit_interval_seconds: float = Field(default=1.0, gt=0)
     # A worker killed without leaving the group holds its partitions until its session times
-    # out; faust's default (60 s) stalls the survivors, and a restarted worker, that long.
+    # out; a long timeout (Kafka's default is 45 s) stalls the survivors that long.
     streams_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
 
     @property

@@ -366,8 +366,8 @@ class Worker:
             key, value = pending[-1]
             self._produce(seen_topic, key, value, None, partition=partition,
                           on_delivery=self._seen_delivered)
-        if commands_emitted:
-            self._flush()
+        if commands_emitted and not self._flush():
+            return  # stopping: the state must not reach the changelog before its commands
         for name, by_partition in ((tables.REJECTIONS, self.rejections),
                                    (tables.MODEL_TYPES, self.states),
                                    (tables.PERFORMANCE, self.performance)):
@@ -383,15 +383,22 @@ class Worker:
             self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1),
                                                  message.offset())
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Wait until the broker has every message produced so far; False if stopping first
+        (messages still queued: nothing may be committed, the next owner replays)."""
         assert self._producer is not None
         while (left := self._producer.flush(5.0)) > 0:
+            if self._stopping.is_set():
+                log.warning("stopping with %d messages not yet taken by the broker", left)
+                return False
             log.warning("waiting for the broker to take %d messages", left)
+        return True
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         """Flush, checkpoint the local dedupe stores, then commit the consumed offsets."""
         assert self._consumer is not None
-        self._flush()
+        if not self._flush():
+            return
         for partition, offset in self.delivered_seen.items():
             store = self.seen.get(partition)
             if store is not None:

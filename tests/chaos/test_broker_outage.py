@@ -43,7 +43,6 @@ from tests.streams.test_streams_on_broker import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(int(size(600, 3_600))),
-    pytest.mark.full_only(reason="open streams issue: 1 in 3 runs the worker does not resume after the broker restart (RELIABILITY.md)"),
 ]
 
 

@@ -27,7 +27,6 @@ from tests.streams.test_streams_on_broker import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(int(size(600, 3_600))),
-    pytest.mark.full_only(reason="open streams issue: the steady worker can stall after churn (RELIABILITY.md)"),
 ]
 
 

@@ -1,6 +1,6 @@
-"""Component tests of the agents' logic over plain dicts: crashes with lost writes change nothing.
+"""Component tests of the worker's logic over plain dicts: crashes with lost writes change nothing.
 
-A crash is modelled as Kafka and faust allow it: offsets committed only after the changelog was
+A crash is modelled as the streams worker allows it: offsets committed only after the changelog was
 flushed, so the durable state at a crash is, key by key, anything between the state at the last
 commit and the state just before the crash; processing resumes at the committed offset.
 """
