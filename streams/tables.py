@@ -162,7 +162,8 @@ def read_changelog(
         while time.monotonic() < deadline:
             records: list[tuple[bytes, bytes | None]] = []
             last = -1
-            for message in consumer.consume(10_000, timeout=0.5):
+            # consume() waits out its timeout unless the batch fills: keep it short.
+            for message in consumer.consume(10_000, timeout=0.05):
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:

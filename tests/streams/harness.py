@@ -48,7 +48,7 @@ class StreamsWorker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relearn.cli", "--log-level",
-             os.environ.get("RELEARN_STREAMS_TEST_LOG_LEVEL", "WARNING"), "streams"],
+             os.environ.get("RELEARN_STREAMS_TEST_LOG_LEVEL", "INFO"), "streams"],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
