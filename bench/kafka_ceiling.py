@@ -18,9 +18,9 @@ from pathlib import Path
 import orjson
 
 from bus import local_broker
-from bus.local_broker import free_port
 from bus.admin import create_topics
 from bus.clients import make_consumer, make_producer
+from bus.local_broker import free_port
 from contracts.topics import Topics
 
 

@@ -70,7 +70,7 @@ class TopicTail(threading.Thread):
                         if error.code() != KafkaError._PARTITION_EOF:
                             log.warning("%s: read error %s", self.name, error)
                         continue
-                    self.apply(message.topic(), message.key(), message.value())
+                    self.apply(message.topic() or "", message.key(), message.value())
                     self.records += 1
                 if not self.caught_up:
                     positions = consumer.position(

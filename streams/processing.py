@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 
 SOURCE_PARTITION_HEADER = "source.partition"
 SOURCE_OFFSET_HEADER = "source.offset"
+
+
+class FirstSightings(Protocol):
+    """event_id -> [partition, offset] where first seen: a dict in tests, RocksDB in the worker."""
+
+    def get(self, event_id: str) -> Any: ...
+
+    def __setitem__(self, event_id: str, first_seen: list[int]) -> None: ...
 
 
 class MalformedSample(Exception):
@@ -88,7 +96,7 @@ def handle_outcome(
     raw: bytes | None,
     partition: int,
     offset: int,
-    seen: MutableMapping[str, Any],
+    seen: FirstSightings,
     rejections: MutableMapping[str, Any],
     catalog: ModelTypeCatalog,
     now: datetime,

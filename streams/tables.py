@@ -170,7 +170,7 @@ def read_changelog(
                         log.warning("changelog %s[%d] read error: %s", topic, partition, error)
                     continue
                 records.append((message.key() or b"", message.value()))
-                last = message.offset()
+                last = int(message.offset() or 0)
             if records:
                 apply(records)
                 restored += len(records)

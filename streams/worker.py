@@ -37,14 +37,18 @@ MAX_BATCH = 5_000
 DETAIL_LIMIT = 4096
 
 
-def _header(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:
-    for key, value in headers or ():
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def _header(headers: Any, name: str) -> bytes | None:
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items or ():
         if key == name:
-            return value
+            return value if isinstance(value, bytes) else None
     return None
 
 
-def _dead_letter_headers(message: Message, reason: str, detail: str) -> list[tuple[str, bytes]]:
+def _dead_letter_headers(message: Message, reason: str, detail: str) -> Headers:
     return [
         ("error.reason", reason.encode()),
         ("error.detail", detail.encode()[:DETAIL_LIMIT]),
@@ -278,7 +282,8 @@ class Worker:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                 continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            topic = message.topic() or ""
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             if topic == outcome_topic:
                 if partition not in self.seen:  # revoked while the batch was fetched
                     continue
@@ -344,7 +349,7 @@ class Worker:
             self._produce(self.outputs[item.output], item.key.encode(), item.value, None)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]] | None, **extra: Any) -> None:
+                 headers: Headers | None, **extra: Any) -> None:
         assert self._producer is not None
         while True:
             try:
@@ -379,9 +384,8 @@ class Worker:
 
     def _seen_delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            partition = message.partition()
-            self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1),
-                                                 message.offset())
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+            self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1), offset)
 
     def _flush(self) -> bool:
         """Wait until the broker has every message produced so far; False if stopping first

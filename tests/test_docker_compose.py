@@ -27,7 +27,7 @@ def settings_env_names() -> set[str]:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        if not cls.__module__.split(".")[0] in PACKAGES:
+        if cls.__module__.split(".")[0] not in PACKAGES:
             continue
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
