@@ -171,3 +171,42 @@ def test_sigkill_recovery_loses_and_double_counts_nothing(
         print("sigkill recovery:", report)
     finally:
         worker.stop()
+
+
+def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Max age ~2 s, checked every 0.5 s: one `schedule` command per model type with samples,
+    none while no new sample arrives, and the last-retrain time is kept across a restart."""
+    messages, truth = outcome_events(40, seed=11, duplicate_rate=0.0, invalid_rate=0.0)
+    worker = StreamsWorker(kafka_bootstrap, topic_prefix, free_port(), tmp_path / "worker",
+                           RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
+                           RELEARN_RETRAIN_MAX_AGE_DAYS=str(2.0 / 86_400),
+                           RELEARN_SCHEDULE_CHECK_SECONDS="0.5")
+    try:
+        worker.start().wait_web()
+        produce(kafka_bootstrap, topics.outcome_events, messages)
+
+        def schedule_commands() -> list[dict[str, Any]]:
+            return [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap,
+                                                                 topics.retrain_commands)]
+
+        wait_until(lambda: len(schedule_commands()) == len(truth.per_type), 60,
+                   "no schedule command for every model type")
+        time.sleep(4)  # two more max ages pass without a new sample: nothing more is sent
+        commands = schedule_commands()
+        assert sorted(c["model_type"] for c in commands) == sorted(truth.per_type)
+        assert {c["reason"] for c in commands} == {"schedule"}
+        assert {c["model_type"]: c["new_samples"] for c in commands} == dict(truth.per_type)
+        before = {t: get_json(f"{worker.url}/samples/{t}") for t in truth.per_type}
+        assert all(v["new_samples"] == 0 and v["last_retrain_at"] for v in before.values())
+
+        worker.stop()
+        worker.start().wait_web()
+        after = {t: wait_until(lambda t=t: get_json(f"{worker.url}/samples/{t}"), 30, "view")
+                 for t in truth.per_type}
+        assert {t: v["last_retrain_at"] for t, v in after.items()} == \
+            {t: v["last_retrain_at"] for t, v in before.items()}
+        assert len(schedule_commands()) == len(truth.per_type)
+    finally:
+        worker.stop()
