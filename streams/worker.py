@@ -130,7 +130,9 @@ class Worker:
         )
         self._restorer = make_consumer(
             self.settings.bootstrap_servers, f"{self.settings.app_id}-restore",
-            **{"enable.auto.commit": False},
+            # the broker answers a fetch at once when there is data; at the end of a changelog
+            # it would hold the request for fetch.wait.max.ms (500 by default) per partition
+            **{"enable.auto.commit": False, "fetch.wait.max.ms": 10},
         )
         session_ms = int(self.settings.streams_session_timeout_seconds * 1000)
         self._consumer = make_consumer(
