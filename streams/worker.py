@@ -92,6 +92,7 @@ class Worker:
         self.positions: dict[tuple[str, int], int] = {}  # next offset to commit
         self.delivered_seen: dict[int, int] = {}  # last seen-changelog offset acknowledged
         self.events_processed = 0
+        self.fatal_error: str | None = None  # set when a client error ends the worker
         self.last_commit = time.monotonic()
         self.last_schedule_check = time.monotonic()
         self._consumer: Consumer | None = None
@@ -175,6 +176,7 @@ class Worker:
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
             log.error("fatal Kafka client error, stopping: %s", error)
+            self.fatal_error = str(error)
             self._stopping.set()
         else:
             log.warning("Kafka client: %s", error)

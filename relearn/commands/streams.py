@@ -47,4 +47,5 @@ def _run(args: argparse.Namespace) -> int:
         worker.run()
     finally:
         server.shutdown()
-    return 0
+    # A fatal client error is a failure: a supervisor restarts the worker, which replays.
+    return 1 if worker.fatal_error else 0
