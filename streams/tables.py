@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from rocksdict import AccessType, BlockBasedOptions, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 from bus.clients import watermark_offsets
 
@@ -32,9 +32,6 @@ PERFORMANCE = "daily-performance"
 OUTCOME_TABLES = (SEEN, REJECTIONS)
 SAMPLE_TABLES = (MODEL_TYPES, PERFORMANCE)
 SMALL_TABLES = (REJECTIONS, MODEL_TYPES, PERFORMANCE)
-
-# The changelog offset up to which this RocksDB already holds the changelog's records.
-CHECKPOINT_KEY = b"\x00relearn:changelog-checkpoint"
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -73,27 +70,58 @@ class ChangelogTable(dict[str, Any]):
 
 
 class SeenEventIds:
-    """One partition of the dedupe window: event_id -> [partition, offset] where first seen."""
+    """One partition of the dedupe window: event_id -> [partition, offset] where first seen.
 
-    def __init__(self, path: Path, ttl_seconds: int) -> None:
+    On disk in RocksDB, one database per window-long time bucket: writes go to the current
+    bucket, lookups read the current and the previous one, older buckets are deleted whole.
+    So an id stays at least one window (at most two) and disk stays bounded. (RocksDB's own TTL
+    mode is not used: through rocksdict, a database reopened with a TTL lost every record at its
+    next compaction - `tests/streams/test_tables.py` keeps that in view.)
+    """
+
+    def __init__(self, path: Path, window_seconds: int,
+                 clock: Callable[[], float] = time.time) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.window = max(1, int(window_seconds))
+        self.clock = clock
+        self.buckets: dict[int, Rdict] = {}
+        self.unwritten: dict[bytes, bytes] = {}  # this batch's sightings
+        self._roll()
+
+    @staticmethod
+    def _options() -> Options:
         options = Options(raw_mode=True)
         # Almost every lookup is for a new event_id: a bloom filter answers those without
         # reading the table files (0.7 us instead of 3.7 us per lookup at 400,000 ids).
         table = BlockBasedOptions()
         table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
-        self.db = Rdict(str(path), options, access_type=AccessType.with_ttl(ttl_seconds))
-        self.unwritten: dict[bytes, bytes] = {}  # this batch's sightings
+        return options
+
+    def _roll(self) -> None:
+        """Open the current and previous buckets; delete older ones."""
+        current = int(self.clock() // self.window)
+        for number in (current - 1, current):
+            if number not in self.buckets:
+                self.buckets[number] = Rdict(str(self.path / f"bucket-{number}"), self._options())
+        for number in [n for n in self.buckets if n < current - 1]:
+            self.buckets.pop(number).close()
+        for directory in self.path.glob("bucket-*"):
+            number = int(directory.name.removeprefix("bucket-"))
+            if number < current - 1:
+                shutil.rmtree(directory, ignore_errors=True)
+        self.current = current
 
     def get(self, event_id: str) -> list[int] | None:
         key = event_id.encode()
         raw = self.unwritten.get(key)
         if raw is None:
-            raw = self.db.get(key)
+            raw = self.buckets[self.current].get(key)
             if raw is None:
-                return None
+                raw = self.buckets[self.current - 1].get(key)
+                if raw is None:
+                    return None
         partition, _, offset = raw.partition(b":")
         return [int(partition), int(offset)]
 
@@ -106,36 +134,43 @@ class SeenEventIds:
         position, so it counts as a replay, not as a duplicate."""
         if not self.unwritten:
             return []
-        batch = WriteBatch(raw_mode=True)
-        for key, value in self.unwritten.items():
-            batch.put(key, value)
-        self.db.write(batch)
+        self._write(self.unwritten.items())
         written, self.unwritten = list(self.unwritten.items()), {}
         return written
 
-    @property
-    def checkpoint(self) -> int:
-        raw = self.db.get(CHECKPOINT_KEY)
-        return int(raw) if raw is not None else 0
-
-    def set_checkpoint(self, offset: int) -> None:
-        self.db.put(CHECKPOINT_KEY, str(offset).encode())
-
-    def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None:
+    def _write(self, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        if int(self.clock() // self.window) != self.current:
+            self._roll()
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self.db.write(batch)
+        self.buckets[self.current].write(batch)
+
+    @property
+    def checkpoint(self) -> int:
+        """The changelog offset up to which this store already holds the changelog's records."""
+        try:
+            return int((self.path / "checkpoint").read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def set_checkpoint(self, offset: int) -> None:
+        temporary = self.path / "checkpoint.tmp"
+        temporary.write_text(str(offset))
+        temporary.replace(self.path / "checkpoint")
+
+    def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        # Restored ids go to the current bucket: kept at least a window from now, which is
+        # longer than the changelog's own retention (one window).
+        self._write(records)
 
     def close(self) -> None:
-        self.db.close()
-
-    @staticmethod
-    def destroy(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        for db in self.buckets.values():
+            db.close()
+        self.buckets.clear()
 
 
 def read_changelog(

@@ -215,7 +215,7 @@ class Worker:
 
     def _restore_outcome_partition(self, partition: int) -> None:
         assert self._restorer is not None
-        store = tables.SeenEventIds(self.settings.data_dir / f"seen-{partition}", self.ttl)
+        store = tables.SeenEventIds(self.settings.data_dir / f"dedupe-{partition}", self.ttl)
         end = tables.read_changelog(
             self._restorer, self.changelogs[tables.SEEN], partition, store.checkpoint,
             store.restore_batch,
