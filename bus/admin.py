@@ -22,11 +22,25 @@ def create_topics(
     timeout: float = 30.0,
 ) -> dict[str, str]:
     """Create every topic of the contract; returns name -> 'created' | 'exists'."""
+    return ensure_topics(
+        bootstrap_servers, dict.fromkeys(topics.all(), {}), partitions, replication, timeout
+    )
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    configs: dict[str, dict[str, str]],
+    partitions: int,
+    replication: int,
+    timeout: float = 30.0,
+) -> dict[str, str]:
+    """Create each named topic with its extra configs unless it exists; name -> outcome."""
     admin = make_admin(bootstrap_servers)
-    config = {"min.insync.replicas": str(min(2, replication))}
+    base = {"min.insync.replicas": str(min(2, replication))}
     wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
-        for name in topics.all()
+        NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                 config={**base, **extra})
+        for name, extra in configs.items()
     ]
     outcome: dict[str, str] = {}
     for name, future in admin.create_topics(wanted, request_timeout=timeout).items():

@@ -161,9 +161,7 @@ class ModelTypeState:
         return cls.from_dict(stored)
 
     @classmethod
-    def from_dict(cls, data: ModelTypeState | Mapping[str, Any] | None) -> ModelTypeState:
-        if isinstance(data, ModelTypeState):
-            return data
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ModelTypeState:
         if not data:
             return cls()
         return cls(
@@ -345,7 +343,7 @@ def performance_rows(
 def samples_view(
     states: Mapping[str, Any], model_type: str, threshold: int
 ) -> dict[str, Any]:
-    state = ModelTypeState.from_dict(states.get(model_type))
+    state = ModelTypeState.load(states.get(model_type))
     last = state.counter.last_retrain_at
     return {
         "model_type": model_type,
@@ -357,5 +355,5 @@ def samples_view(
 
 
 def abtest_view(states: Mapping[str, Any], model_type: str) -> dict[str, Any]:
-    return abtest.summary(ModelTypeState.from_dict(states.get(model_type)).ab, model_type)
+    return abtest.summary(ModelTypeState.load(states.get(model_type)).ab, model_type)
 

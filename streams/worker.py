@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from bus.clients import make_admin, make_consumer, make_producer
+from bus.admin import ensure_topics
+from bus.clients import make_consumer, make_producer
 from contracts.model_types import ModelTypeCatalog
 from streams import processing, rules, tables
 from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, Output
@@ -73,7 +73,7 @@ class Worker:
         )
         self.outputs = {Output.RETRAIN: self.topics.retrain_commands,
                         Output.REGISTRY: self.topics.registry_commands}
-        self.ttl = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
+        self.dedupe_window_seconds = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
         self.changelogs = {
             name: tables.changelog_topic(settings.app_id, name)
             for name in (*tables.OUTCOME_TABLES, *tables.SAMPLE_TABLES)
@@ -90,7 +90,9 @@ class Worker:
         self.states: dict[int, tables.ChangelogTable] = {}
         self.performance: dict[int, tables.ChangelogTable] = {}
         self.positions: dict[tuple[str, int], int] = {}  # next offset to commit
-        self.delivered_seen: dict[int, int] = {}  # last seen-changelog offset acknowledged
+        self.committed: dict[tuple[str, int], int] = {}  # what the last commits sent
+        # last seen-changelog offset acknowledged since the last commit, by partition
+        self.delivered_seen: dict[int, int] = {}
         self.events_processed = 0
         self.fatal_error: str | None = None  # set when a client error ends the worker
         self.last_commit = time.monotonic()
@@ -182,24 +184,15 @@ class Worker:
             log.warning("Kafka client: %s", error)
 
     def _ensure_changelog_topics(self) -> None:
-        admin = make_admin(self.settings.bootstrap_servers)
-        replication = self.settings.topic_replication
-        base = {"min.insync.replicas": str(min(2, replication))}
-        wanted = []
-        for name, topic in self.changelogs.items():
-            config = dict(base, **{"cleanup.policy": "compact"})
-            if name == tables.SEEN:  # bounded by the dedupe window, like the RocksDB TTL
-                config.update({"cleanup.policy": "compact,delete",
-                               "retention.ms": str(self.ttl * 1000)})
-            wanted.append(NewTopic(topic, num_partitions=self.settings.topic_partitions,
-                                   replication_factor=replication, config=config))
-        for topic, future in admin.create_topics(wanted, request_timeout=30).items():
-            try:
-                future.result(timeout=30)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-            log.debug("changelog %s ready", topic)
+        configs = {
+            # the dedupe changelog is bounded by the window, like the local dedupe buckets
+            topic: ({"cleanup.policy": "compact,delete",
+                     "retention.ms": str(self.dedupe_window_seconds * 1000)}
+                    if name == tables.SEEN else {"cleanup.policy": "compact"})
+            for name, topic in self.changelogs.items()
+        }
+        ensure_topics(self.settings.bootstrap_servers, configs,
+                      self.settings.topic_partitions, self.settings.topic_replication)
 
     # -- rebalances ---------------------------------------------------------------------------
 
@@ -215,7 +208,8 @@ class Worker:
 
     def _restore_outcome_partition(self, partition: int) -> None:
         assert self._restorer is not None
-        store = tables.SeenEventIds(self.settings.data_dir / f"dedupe-{partition}", self.ttl)
+        store = tables.SeenEventIds(self.settings.data_dir / f"dedupe-{partition}",
+                                    self.dedupe_window_seconds)
         end = tables.read_changelog(
             self._restorer, self.changelogs[tables.SEEN], partition, store.checkpoint,
             store.restore_batch,
@@ -252,6 +246,7 @@ class Worker:
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.positions.pop((tp.topic, tp.partition), None)
+            self.committed.pop((tp.topic, tp.partition), None)
             if tp.topic == self.topics.outcome_events:
                 store = self.seen.pop(tp.partition, None)
                 if store is not None:
@@ -407,20 +402,25 @@ class Worker:
         assert self._consumer is not None
         if not self._flush():
             return
+        # Only what changed since the last commit: an idle worker writes and commits nothing.
         for partition, offset in self.delivered_seen.items():
             store = self.seen.get(partition)
             if store is not None:
                 store.set_checkpoint(offset + 1)
-        offsets = [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in self.positions.items()
-            if only is None or (topic, partition) in only
-        ]
+        self.delivered_seen.clear()
+        due = {
+            key: offset for key, offset in self.positions.items()
+            if (only is None or key in only) and self.committed.get(key) != offset
+        }
         self.last_commit = time.monotonic()
-        if not offsets:
+        if not due:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, offset) for (t, p), offset in due.items()],
+                asynchronous=False,
+            )
+            self.committed.update(due)
         except KafkaException as exc:  # e.g. a rebalance is under way: the next owner replays
             log.warning("offset commit failed (%s); the work is replayed idempotently", exc)
 
