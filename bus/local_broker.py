@@ -294,26 +294,7 @@ def up(layout: ClusterLayout, timeout: float = 120.0, heap: str | None = None) -
         node_dir = layout.node_dir(node_id)
         node_dir.mkdir(parents=True, exist_ok=True)
         (node_dir / "server.properties").write_text(_server_properties(layout, node_id))
-        if not (node_dir / "data" / "meta.properties").exists():
-            result = subprocess.run(
-                _java_command(
-                    libs,
-                    "256m",
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(node_dir / "server.properties"),
-                    "--ignore-formatted",
-                ),
-                capture_output=True,
-                text=True,
-            )
-            if result.returncode != 0:
-                raise BrokerError(
-                    f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}"
-                )
+        format_node(layout, node_id, cluster_id, libs)
         if node_id not in running:
             start_node(layout, node_id, libs, heap)
     deadline = time.monotonic() + timeout
@@ -333,10 +314,38 @@ def up(layout: ClusterLayout, timeout: float = 120.0, heap: str | None = None) -
     raise BrokerError(f"Kafka did not show {layout.nodes} broker(s) within {timeout:.0f} s")
 
 
+def format_node(layout: ClusterLayout, node_id: int, cluster_id: str, libs: Path) -> None:
+    """Write a node's KRaft metadata once; a node already formatted is left as it is."""
+    node_dir = layout.node_dir(node_id)
+    if (node_dir / "data" / "meta.properties").exists():
+        return
+    result = subprocess.run(
+        _java_command(
+            libs,
+            "256m",
+            "kafka.tools.StorageTool",
+            "format",
+            # One token: an id that starts with '-' would otherwise read as an option.
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(node_dir / "server.properties"),
+            "--ignore-formatted",
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise BrokerError(f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}")
+
+
 def _cluster_id() -> str:
+    """A random Kafka cluster id; like Kafka's own Uuid, never one that starts with '-'."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        encoded = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not encoded.startswith("-"):
+            return encoded
 
 
 def stop_node(layout: ClusterLayout, node_id: int, grace: float = 20.0, kill: bool = False) -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bus.local_broker import free_port
+from bus.local_broker import (
+    ClusterLayout,
+    _cluster_id,
+    _server_properties,
+    ensure_jars,
+    format_node,
+    free_port,
+)
 
 RELEARN = [sys.executable, "-m", "relearn.cli"]
 
@@ -64,6 +71,22 @@ def test_up_is_seen_by_kcat_and_down_leaves_no_jvm(tmp_path: Path, nodes: int) -
     assert down.returncode == 0, down.stderr
     assert java_pids_using(tmp_path) == []
     assert relearn("kafka", "status", "--dir", str(tmp_path)).returncode == 1
+
+
+def test_a_new_cluster_id_never_starts_with_a_dash() -> None:
+    # One id in 64 would; kafka-storage reads such an id as an option (CI failed on it once).
+    assert not any(_cluster_id().startswith("-") for _ in range(2_000))
+
+
+def test_a_stored_cluster_id_that_starts_with_a_dash_still_formats(tmp_path: Path) -> None:
+    layout = ClusterLayout(base_dir=tmp_path, nodes=1, port=free_port())
+    node_dir = layout.node_dir(1)
+    node_dir.mkdir(parents=True)
+    (node_dir / "server.properties").write_text(_server_properties(layout, 1))
+    dashed = "-" + _cluster_id()[1:]
+    format_node(layout, 1, dashed, ensure_jars())
+    meta = (node_dir / "data" / "meta.properties").read_text()
+    assert f"cluster.id={dashed}" in meta
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
