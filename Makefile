@@ -42,8 +42,11 @@ chaos: setup
 bench: setup
 	$(BIN)/python bench/kafka_ceiling.py
 
+LINTED := contracts bus streams training registry simulator relearn tests bench scripts
+
 lint: setup
-	$(BIN)/ruff check contracts bus streams training registry simulator relearn tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 kafka-up: setup
 	$(BIN)/relearn kafka up

@@ -103,10 +103,16 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     if not args.skip_cold:
         with tempfile.TemporaryDirectory() as cold:
-            rows.append(("broker start, cold (jar download + format + start)",
-                         f"{time_start(Path(cold)):.1f} s"))
+            rows.append(
+                (
+                    "broker start, cold (jar download + format + start)",
+                    f"{time_start(Path(cold)):.1f} s",
+                )
+            )
     warm = [time_start(None) for _ in range(args.repeats)]
-    rows.append((f"broker start, warm (median of {args.repeats})", f"{statistics.median(warm):.1f} s"))
+    rows.append(
+        (f"broker start, warm (median of {args.repeats})", f"{statistics.median(warm):.1f} s")
+    )
 
     payloads = [sample_event(i) for i in range(args.events)]
     size = statistics.mean(len(p) for p in payloads)
@@ -122,13 +128,23 @@ def main() -> None:
                 consumed.append(consume_rate(bootstrap, topics.outcome_events, len(payloads)))
         finally:
             local_broker.down(layout)
-    rows.append((f"produce, confluent-kafka, one process ({size:.0f}-byte JSON, "
-                 f"{args.events:,} events, median of {args.repeats})",
-                 f"{statistics.median(produced):,.0f} msg/s"))
-    rows.append(("consume + orjson parse, confluent-kafka, one process (same)",
-                 f"{statistics.median(consumed):,.0f} msg/s"))
+    rows.append(
+        (
+            f"produce, confluent-kafka, one process ({size:.0f}-byte JSON, "
+            f"{args.events:,} events, median of {args.repeats})",
+            f"{statistics.median(produced):,.0f} msg/s",
+        )
+    )
+    rows.append(
+        (
+            "consume + orjson parse, confluent-kafka, one process (same)",
+            f"{statistics.median(consumed):,.0f} msg/s",
+        )
+    )
 
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Kafka {local_broker.KAFKA_VERSION}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cores, Kafka {local_broker.KAFKA_VERSION}"
+    )
     print("| measure | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -80,8 +80,13 @@ def streams_throughput(
     ceiling = raw_ceiling(bootstrap, topics.outcome_events, len(messages))
 
     threshold = 1000
-    worker = StreamsWorker(bootstrap, prefix, free_port(), workdir / "throughput",
-                           RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold))
+    worker = StreamsWorker(
+        bootstrap,
+        prefix,
+        free_port(),
+        workdir / "throughput",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold),
+    )
     valid = len(truth.valid_ids)
     model_types = sorted(truth.per_type)
     spy = None
@@ -96,13 +101,24 @@ def streams_throughput(
         started = time.perf_counter()
         if profile:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                 str(worker.process.pid), "-d", "8", "-f", "raw", "-o",
-                 str(workdir / "streams.pyspy.txt")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(worker.process.pid),
+                    "-d",
+                    "8",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(workdir / "streams.pyspy.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        wait_until(lambda: counted(worker, threshold, model_types) >= valid, 1800,
-                   "not all counted")
+        wait_until(
+            lambda: counted(worker, threshold, model_types) >= valid, 1800, "not all counted"
+        )
         elapsed = time.perf_counter() - started
         if spy is not None:
             spy.wait()
@@ -149,22 +165,38 @@ def summarize_profile(path: Path) -> str:
 
 
 def _event(model_type: str, subject: str) -> bytes:
-    return orjson.dumps({
-        "event_id": str(uuid.uuid4()), "model_type": model_type, "model_version": "v0.0",
-        "subject_id": subject, "features": [0.5] * 23, "prediction": 0.5,
-        "outcome_score": 0.5, "positive_outcome": True,
-        "occurred_at": datetime.now(UTC).isoformat(),
-    })
+    return orjson.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "model_type": model_type,
+            "model_version": "v0.0",
+            "subject_id": subject,
+            "features": [0.5] * 23,
+            "prediction": 0.5,
+            "outcome_score": 0.5,
+            "positive_outcome": True,
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+    )
 
 
 def trigger_latency(
-    bootstrap: str, prefix: str, crossings: int, background_rate: float, threshold: int,
+    bootstrap: str,
+    prefix: str,
+    crossings: int,
+    background_rate: float,
+    threshold: int,
     workdir: Path,
 ) -> tuple[list[float], float]:
     topics = Topics(prefix)
     create_topics(bootstrap, topics, 4, 1)
-    worker = StreamsWorker(bootstrap, prefix, free_port(), workdir / "latency",
-                           RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold))
+    worker = StreamsWorker(
+        bootstrap,
+        prefix,
+        free_port(),
+        workdir / "latency",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold),
+    )
     stop = threading.Event()
     background_sent = [0]
 
@@ -176,16 +208,20 @@ def trigger_latency(
             began = time.perf_counter()
             for i in range(per_tick):
                 subject = f"bg-{background_sent[0] + i}"
-                producer.produce(topics.outcome_events, key=subject,
-                                 value=_event("calling_score", subject))
+                producer.produce(
+                    topics.outcome_events, key=subject, value=_event("calling_score", subject)
+                )
             background_sent[0] += per_tick
             producer.poll(0)
             time.sleep(max(0.0, tick - (time.perf_counter() - began)))
         producer.flush(30)
 
     commands = make_consumer(bootstrap, f"bench-lat-{uuid.uuid4().hex[:8]}")
-    partitions = commands.list_topics(topics.retrain_commands, timeout=10).topics[
-        topics.retrain_commands].partitions
+    partitions = (
+        commands.list_topics(topics.retrain_commands, timeout=10)
+        .topics[topics.retrain_commands]
+        .partitions
+    )
     commands.assign([TopicPartition(topics.retrain_commands, p, 0) for p in partitions])
     probe = make_producer(bootstrap, **{"linger.ms": 0})
     latencies: list[float] = []
@@ -198,18 +234,23 @@ def trigger_latency(
         for crossing in range(crossings):
             for i in range(threshold - 1):
                 subject = f"probe-{crossing}-{i}"
-                probe.produce(topics.outcome_events, key=subject,
-                              value=_event("outcome_prediction", subject))
+                probe.produce(
+                    topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
+                )
             probe.flush(30)
             wait_until(
-                lambda: (get_json(f"{worker.url}/samples/outcome_prediction") or {}).get(
-                    "new_samples") == threshold - 1,
-                600, "probes not counted",
+                lambda: (
+                    (get_json(f"{worker.url}/samples/outcome_prediction") or {}).get("new_samples")
+                    == threshold - 1
+                ),
+                600,
+                "probes not counted",
             )
             subject = f"probe-{crossing}-cross"
             sent_at = time.perf_counter()
-            probe.produce(topics.outcome_events, key=subject,
-                          value=_event("outcome_prediction", subject))
+            probe.produce(
+                topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
+            )
             probe.flush(30)
             received = None
             while received is None:
@@ -254,31 +295,48 @@ def main() -> None:
             profile = None
             for repeat in range(args.repeats):  # each on its own topics, same data
                 ceiling, rate, summary = streams_throughput(
-                    bootstrap, f"bench-{run}-t{repeat}-", args.events, workdir / f"r{repeat}",
+                    bootstrap,
+                    f"bench-{run}-t{repeat}-",
+                    args.events,
+                    workdir / f"r{repeat}",
                     args.profile and repeat == 0,
                 )
                 ceilings.append(ceiling)
                 rates.append(rate)
                 profile = profile or summary
-                print(f"repeat {repeat + 1}: (a) {ceiling:,.0f}/s, (b) {rate:,.0f}/s, "
-                      f"load {os.getloadavg()[0]:.1f}")
+                print(
+                    f"repeat {repeat + 1}: (a) {ceiling:,.0f}/s, (b) {rate:,.0f}/s, "
+                    f"load {os.getloadavg()[0]:.1f}"
+                )
             ceiling, rate = statistics.median(ceilings), statistics.median(rates)
             ratios = [r / c for r, c in zip(rates, ceilings, strict=True)]
-            print(f"\n| {args.events:,} outcome events, 4 partitions, median of {args.repeats} "
-                  "| events/s |\n|---|---|")
-            print(f"| (a) raw ceiling: confluent-kafka consume + orjson, 1 process | {ceiling:,.0f} |")
+            print(
+                f"\n| {args.events:,} outcome events, 4 partitions, median of {args.repeats} "
+                "| events/s |\n|---|---|"
+            )
+            print(
+                f"| (a) raw ceiling: confluent-kafka consume + orjson, 1 process | {ceiling:,.0f} |"
+            )
             print(f"| (b) streams worker, 1 process, full processing | {rate:,.0f} |")
-            print(f"| ratio (b)/(a), median of the runs' ratios | {statistics.median(ratios):.3f} |")
+            print(
+                f"| ratio (b)/(a), median of the runs' ratios | {statistics.median(ratios):.3f} |"
+            )
             if profile:
                 print("\n" + profile)
         if not args.skip_latency:
             latencies, achieved = trigger_latency(
-                bootstrap, f"bench-{run}-l-", args.crossings, args.background_rate,
-                args.threshold, workdir,
+                bootstrap,
+                f"bench-{run}-l-",
+                args.crossings,
+                args.background_rate,
+                args.threshold,
+                workdir,
             )
-            print(f"\n| trigger latency, {len(latencies)} crossings, background "
-                  f"{args.background_rate:,.0f}/s requested ({achieved:,.0f}/s produced) "
-                  "| ms |\n|---|---|")
+            print(
+                f"\n| trigger latency, {len(latencies)} crossings, background "
+                f"{args.background_rate:,.0f}/s requested ({achieved:,.0f}/s produced) "
+                "| ms |\n|---|---|"
+            )
             print(f"| p50 | {1000 * statistics.median(latencies):.0f} |")
             print(f"| p99 | {1000 * percentile(latencies, 0.99):.0f} |")
             print(f"| max | {1000 * max(latencies):.0f} |")

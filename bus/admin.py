@@ -38,8 +38,12 @@ def ensure_topics(
     admin = make_admin(bootstrap_servers)
     base = {"min.insync.replicas": str(min(2, replication))}
     wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication,
-                 config={**base, **extra})
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication,
+            config={**base, **extra},
+        )
         for name, extra in configs.items()
     ]
     outcome: dict[str, str] = {}

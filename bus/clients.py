@@ -60,8 +60,9 @@ def broker_count(bootstrap_servers: str, timeout: float = 2.0) -> int:
     return len(metadata.brokers)
 
 
-def watermark_offsets(consumer: Consumer, partition: TopicPartition,
-                      deadline_seconds: float = 60.0) -> tuple[int, int]:
+def watermark_offsets(
+    consumer: Consumer, partition: TopicPartition, deadline_seconds: float = 60.0
+) -> tuple[int, int]:
     """(low, high) of one partition, retried while the cluster settles: a topic created a
     moment ago, or a partition whose leader moves, answers "not leader" for a while."""
     deadline = time.monotonic() + deadline_seconds
@@ -72,6 +73,10 @@ def watermark_offsets(consumer: Consumer, partition: TopicPartition,
         except KafkaException as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.info("watermarks of %s[%d] not known yet (%s); retrying",
-                     partition.topic, partition.partition, exc)
+            log.info(
+                "watermarks of %s[%d] not known yet (%s); retrying",
+                partition.topic,
+                partition.partition,
+                exc,
+            )
             time.sleep(0.5)

@@ -51,17 +51,15 @@ class TopicTail(threading.Thread):
 
     def run(self) -> None:
         consumer = make_consumer(
-            self.bootstrap_servers, f"relearn-tail-{uuid.uuid4()}",
+            self.bootstrap_servers,
+            f"relearn-tail-{uuid.uuid4()}",
             **{"enable.auto.commit": False, "fetch.wait.max.ms": 50},
         )
         try:
             assigned = self._partitions(consumer)
             if not assigned:
                 return
-            ends = {
-                (tp.topic, tp.partition): watermark_offsets(consumer, tp)[1]
-                for tp in assigned
-            }
+            ends = {(tp.topic, tp.partition): watermark_offsets(consumer, tp)[1] for tp in assigned}
             consumer.assign(assigned)
             while not self._stop_event.is_set():
                 for message in consumer.consume(5_000, timeout=0.2):
@@ -73,11 +71,12 @@ class TopicTail(threading.Thread):
                     self.apply(message.topic() or "", message.key(), message.value())
                     self.records += 1
                 if not self.caught_up:
-                    positions = consumer.position(
-                        [TopicPartition(t, p) for (t, p) in ends]
-                    )
-                    if all(tp.offset >= ends[(tp.topic, tp.partition)] or
-                           ends[(tp.topic, tp.partition)] == 0 for tp in positions):
+                    positions = consumer.position([TopicPartition(t, p) for (t, p) in ends])
+                    if all(
+                        tp.offset >= ends[(tp.topic, tp.partition)]
+                        or ends[(tp.topic, tp.partition)] == 0
+                        for tp in positions
+                    ):
                         self.caught_up = True
                         log.info("%s: caught up after %d records", self.name, self.records)
         except Exception:  # noqa: BLE001 - a dead tail must at least be visible

@@ -245,8 +245,12 @@ def handle_sample(
             sample["positive_outcome"], sample["prediction"], sample["outcome_score"]
         )
         stored = {
-            "p": [daily.sample_count, daily.positives, daily.prediction_sum,
-                  daily.outcome_score_sum],
+            "p": [
+                daily.sample_count,
+                daily.positives,
+                daily.prediction_sum,
+                daily.outcome_score_sum,
+            ],
             "applied": rules.with_applied(stored["applied"], source, source_offset),
         }
     performance[key] = stored
@@ -276,15 +280,23 @@ def handle_sample(
     if registry_known and (experiment is not None or state.ab.experiment):
         occurred_at = datetime.fromisoformat(sample["occurred_at"])
         ab = abtest.observe(
-            state.ab, experiment, version, sample["positive_outcome"], sample["prediction"],
-            sample["outcome_score"], occurred_at,
+            state.ab,
+            experiment,
+            version,
+            sample["positive_outcome"],
+            sample["prediction"],
+            sample["outcome_score"],
+            occurred_at,
         )
         ab, decision = abtest.look(ab, settings.rollback_alpha, settings.abtest_min_samples)
         if decision is not None:
             command: RegistryCommandIssued = abtest.command_for(ab, decision, model_type)
             log.info(
                 "A/B decision model_type=%s version=%s verdict=%s evidence=%s",
-                model_type, ab.candidate, decision.verdict.value, decision.evidence(),
+                model_type,
+                ab.candidate,
+                decision.verdict.value,
+                decision.evidence(),
             )
             emitted.append(Emitted(Output.REGISTRY, model_type, to_json(command)))
         state.ab = ab
@@ -340,9 +352,7 @@ def performance_rows(
     return rows
 
 
-def samples_view(
-    states: Mapping[str, Any], model_type: str, threshold: int
-) -> dict[str, Any]:
+def samples_view(states: Mapping[str, Any], model_type: str, threshold: int) -> dict[str, Any]:
     state = ModelTypeState.load(states.get(model_type))
     last = state.counter.last_retrain_at
     return {
@@ -356,4 +366,3 @@ def samples_view(
 
 def abtest_view(states: Mapping[str, Any], model_type: str) -> dict[str, Any]:
     return abtest.summary(ModelTypeState.load(states.get(model_type)).ab, model_type)
-

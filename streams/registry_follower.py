@@ -48,6 +48,10 @@ class RegistryFollower:
         view = self.views[event.model_type]
         log.info(
             "registry event %s model_type=%s version=%s production=%s candidate=%s weights=%s",
-            event.type.value, event.model_type, event.version, view.production, view.candidate,
+            event.type.value,
+            event.model_type,
+            event.version,
+            view.production,
+            view.candidate,
             dict(view.weights),
         )

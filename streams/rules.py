@@ -165,8 +165,9 @@ def count_sample(
     schedule trigger is not held, so a test that never decides cannot stop retraining for good.
     """
     clock = counter.clock_started_at if counter.clock_started_at is not None else now
-    counted = RetrainCounter(counter.lineage, counter.new_samples + 1, clock,
-                             counter.last_retrain_at, counter.commands)
+    counted = RetrainCounter(
+        counter.lineage, counter.new_samples + 1, clock, counter.last_retrain_at, counter.commands
+    )
     return counted, counted.new_samples >= threshold and not canary_running
 
 

@@ -79,8 +79,9 @@ class SeenEventIds:
     next compaction - `tests/streams/test_tables.py` keeps that in view.)
     """
 
-    def __init__(self, path: Path, window_seconds: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, window_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.window = max(1, int(window_seconds))
@@ -211,8 +212,14 @@ def read_changelog(
                 restored += len(records)
             position = consumer.position([TopicPartition(topic, partition)])[0].offset
             if last >= high - 1 or position >= high:
-                log.info("restored %s[%d]: %d records, offsets %d..%d", topic, partition,
-                         restored, start, high)
+                log.info(
+                    "restored %s[%d]: %d records, offsets %d..%d",
+                    topic,
+                    partition,
+                    restored,
+                    start,
+                    high,
+                )
                 return high
         raise TimeoutError(f"restoring {topic}[{partition}] did not reach offset {high}")
     finally:

@@ -17,10 +17,19 @@ FEATURE_COUNT = 23
 POISON: tuple[bytes, ...] = (
     b"not json at all",
     b'{"event_id": "x"}',
-    orjson.dumps({"event_id": str(uuid.UUID(int=7)), "model_type": "no_such_type",
-                  "model_version": "v1.0", "subject_id": "s", "features": [0.0] * 23,
-                  "prediction": 0.5, "outcome_score": 0.5, "positive_outcome": True,
-                  "occurred_at": "2026-01-01T00:00:00Z"}),
+    orjson.dumps(
+        {
+            "event_id": str(uuid.UUID(int=7)),
+            "model_type": "no_such_type",
+            "model_version": "v1.0",
+            "subject_id": "s",
+            "features": [0.0] * 23,
+            "prediction": 0.5,
+            "outcome_score": 0.5,
+            "positive_outcome": True,
+            "occurred_at": "2026-01-01T00:00:00Z",
+        }
+    ),
     b"{" + b" " * 70_000 + b"}",
 )
 

@@ -20,8 +20,9 @@ class TableViews:
     def __init__(self, bootstrap_servers: str, changelogs: dict[str, str]) -> None:
         self._table_of = {topic: name for name, topic in changelogs.items()}
         self.tables: dict[str, dict[str, Any]] = {name: {} for name in changelogs}
-        self._tail = TopicTail(bootstrap_servers, list(changelogs.values()), self._apply,
-                               "table-views")
+        self._tail = TopicTail(
+            bootstrap_servers, list(changelogs.values()), self._apply, "table-views"
+        )
 
     @property
     def caught_up(self) -> bool:

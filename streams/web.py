@@ -30,8 +30,9 @@ class StreamsWeb:
         if parts == ["healthz"]:
             return 200, self.health()
         if parts == ["rejections"]:
-            return self._when_ready(lambda: processing.rejection_counts(
-                self.worker.views.table(tables.REJECTIONS)))
+            return self._when_ready(
+                lambda: processing.rejection_counts(self.worker.views.table(tables.REJECTIONS))
+            )
         if len(parts) != 2 or parts[0] not in ("performance", "samples", "abtest"):
             return 404, {"detail": "not found"}
         route, model_type = parts
@@ -43,14 +44,22 @@ class StreamsWeb:
                 days = max(1, int(query.get("days", ["7"])[0]))
             except ValueError:
                 return 400, {"detail": "days must be a whole number"}
-            return self._when_ready(lambda: processing.performance_rows(
-                views.table(tables.PERFORMANCE), model_type, days, datetime.now(UTC)))
+            return self._when_ready(
+                lambda: processing.performance_rows(
+                    views.table(tables.PERFORMANCE), model_type, days, datetime.now(UTC)
+                )
+            )
         if route == "samples":
-            return self._when_ready(lambda: processing.samples_view(
-                views.table(tables.MODEL_TYPES), model_type,
-                self.worker.settings.retrain_sample_threshold))
-        return self._when_ready(lambda: processing.abtest_view(
-            views.table(tables.MODEL_TYPES), model_type))
+            return self._when_ready(
+                lambda: processing.samples_view(
+                    views.table(tables.MODEL_TYPES),
+                    model_type,
+                    self.worker.settings.retrain_sample_threshold,
+                )
+            )
+        return self._when_ready(
+            lambda: processing.abtest_view(views.table(tables.MODEL_TYPES), model_type)
+        )
 
     def _when_ready(self, build: Callable[[], Any]) -> Answer:
         if not self.worker.views.caught_up:

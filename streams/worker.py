@@ -71,8 +71,10 @@ class Worker:
             rollback_alpha=settings.rollback_alpha,
             abtest_min_samples=settings.abtest_min_samples,
         )
-        self.outputs = {Output.RETRAIN: self.topics.retrain_commands,
-                        Output.REGISTRY: self.topics.registry_commands}
+        self.outputs = {
+            Output.RETRAIN: self.topics.retrain_commands,
+            Output.REGISTRY: self.topics.registry_commands,
+        }
         self.dedupe_window_seconds = rules.dedupe_ttl_seconds(settings.dedupe_window_hours)
         self.changelogs = {
             name: tables.changelog_topic(settings.app_id, name)
@@ -132,14 +134,16 @@ class Worker:
             },
         )
         self._restorer = make_consumer(
-            self.settings.bootstrap_servers, f"{self.settings.app_id}-restore",
+            self.settings.bootstrap_servers,
+            f"{self.settings.app_id}-restore",
             # the broker answers a fetch at once when there is data; at the end of a changelog
             # it would hold the request for fetch.wait.max.ms (500 by default) per partition
             **{"enable.auto.commit": False, "fetch.wait.max.ms": 10},
         )
         session_ms = int(self.settings.streams_session_timeout_seconds * 1000)
         self._consumer = make_consumer(
-            self.settings.bootstrap_servers, self.settings.app_id,
+            self.settings.bootstrap_servers,
+            self.settings.app_id,
             **{
                 "enable.auto.commit": False,
                 "partition.assignment.strategy": "cooperative-sticky",
@@ -152,17 +156,23 @@ class Worker:
         )
         self._consumer.subscribe(
             [self.topics.outcome_events, self.topics.training_samples],
-            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
-        log.info("streams worker %s started (group %s)", self.settings.web_url,
-                 self.settings.app_id)
+        log.info(
+            "streams worker %s started (group %s)", self.settings.web_url, self.settings.app_id
+        )
         try:
             while not self._stopping.is_set():
                 messages = self._next_batch()
                 if messages:
                     self._process(messages)
                 self._maybe_check_schedule()
-                if time.monotonic() - self.last_commit >= self.settings.streams_commit_interval_seconds:
+                if (
+                    time.monotonic() - self.last_commit
+                    >= self.settings.streams_commit_interval_seconds
+                ):
                     self._commit()
             self._commit()
         finally:
@@ -186,13 +196,22 @@ class Worker:
     def _ensure_changelog_topics(self) -> None:
         configs = {
             # the dedupe changelog is bounded by the window, like the local dedupe buckets
-            topic: ({"cleanup.policy": "compact,delete",
-                     "retention.ms": str(self.dedupe_window_seconds * 1000)}
-                    if name == tables.SEEN else {"cleanup.policy": "compact"})
+            topic: (
+                {
+                    "cleanup.policy": "compact,delete",
+                    "retention.ms": str(self.dedupe_window_seconds * 1000),
+                }
+                if name == tables.SEEN
+                else {"cleanup.policy": "compact"}
+            )
             for name, topic in self.changelogs.items()
         }
-        ensure_topics(self.settings.bootstrap_servers, configs,
-                      self.settings.topic_partitions, self.settings.topic_replication)
+        ensure_topics(
+            self.settings.bootstrap_servers,
+            configs,
+            self.settings.topic_partitions,
+            self.settings.topic_replication,
+        )
 
     # -- rebalances ---------------------------------------------------------------------------
 
@@ -203,15 +222,22 @@ class Worker:
                 self._restore_outcome_partition(tp.partition)
             elif tp.topic == self.topics.training_samples:
                 self._restore_sample_partition(tp.partition)
-        log.info("assigned %s, tables restored in %.2f s",
-                 [(tp.topic, tp.partition) for tp in partitions], time.monotonic() - started)
+        log.info(
+            "assigned %s, tables restored in %.2f s",
+            [(tp.topic, tp.partition) for tp in partitions],
+            time.monotonic() - started,
+        )
 
     def _restore_outcome_partition(self, partition: int) -> None:
         assert self._restorer is not None
-        store = tables.SeenEventIds(self.settings.data_dir / f"dedupe-{partition}",
-                                    self.dedupe_window_seconds)
+        store = tables.SeenEventIds(
+            self.settings.data_dir / f"dedupe-{partition}", self.dedupe_window_seconds
+        )
         end = tables.read_changelog(
-            self._restorer, self.changelogs[tables.SEEN], partition, store.checkpoint,
+            self._restorer,
+            self.changelogs[tables.SEEN],
+            partition,
+            store.checkpoint,
             store.restore_batch,
         )
         store.set_checkpoint(end)
@@ -239,8 +265,10 @@ class Worker:
         self._drop(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("partitions lost (another worker owns them now): %s",
-                    [(tp.topic, tp.partition) for tp in partitions])
+        log.warning(
+            "partitions lost (another worker owns them now): %s",
+            [(tp.topic, tp.partition) for tp in partitions],
+        )
         self._drop(partitions)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
@@ -298,25 +326,38 @@ class Worker:
     def _on_outcome(self, message: Message, partition: int, offset: int, now: datetime) -> None:
         assert self._producer is not None
         result = processing.handle_outcome(
-            message.value(), partition, offset, self.seen[partition],
-            self.rejections[partition], self.catalog, now,
+            message.value(),
+            partition,
+            offset,
+            self.seen[partition],
+            self.rejections[partition],
+            self.catalog,
+            now,
         )
         if result.rejected is not None:
             log.warning(
                 "rejected topic=%s partition=%s offset=%s reason=%s detail=%s",
-                message.topic(), partition, offset, result.rejected.reason.value,
+                message.topic(),
+                partition,
+                offset,
+                result.rejected.reason.value,
                 result.rejected.detail,
             )
             self._produce(
-                self.topics.outcome_events_dlq, message.key(), message.value(),
-                _dead_letter_headers(message, result.rejected.reason.value,
-                                     result.rejected.detail),
+                self.topics.outcome_events_dlq,
+                message.key(),
+                message.value(),
+                _dead_letter_headers(message, result.rejected.reason.value, result.rejected.detail),
             )
         elif result.forward is not None:
             self._produce(
-                self.topics.training_samples, (result.model_type or "").encode(), result.forward,
-                [(SOURCE_PARTITION_HEADER, str(partition).encode()),
-                 (SOURCE_OFFSET_HEADER, str(offset).encode())],
+                self.topics.training_samples,
+                (result.model_type or "").encode(),
+                result.forward,
+                [
+                    (SOURCE_PARTITION_HEADER, str(partition).encode()),
+                    (SOURCE_OFFSET_HEADER, str(offset).encode()),
+                ],
             )
 
     def _on_sample(self, message: Message, partition: int, clock: float) -> bool:
@@ -324,20 +365,37 @@ class Worker:
         source_partition = _header(headers, SOURCE_PARTITION_HEADER)
         source_offset = _header(headers, SOURCE_OFFSET_HEADER)
         if source_partition is None or source_offset is None:
-            log.warning("training sample without source headers skipped: partition=%s offset=%s",
-                        partition, message.offset())
+            log.warning(
+                "training sample without source headers skipped: partition=%s offset=%s",
+                partition,
+                message.offset(),
+            )
             return False
         try:
             emitted = processing.handle_sample(
-                message.value() or b"", int(source_partition), int(source_offset),
-                self.states[partition], self.performance[partition], self.follower.views,
-                self.rules, clock, self.follower.caught_up,
+                message.value() or b"",
+                int(source_partition),
+                int(source_offset),
+                self.states[partition],
+                self.performance[partition],
+                self.follower.views,
+                self.rules,
+                clock,
+                self.follower.caught_up,
             )
         except processing.MalformedSample as exc:
-            log.warning("malformed training sample dead-lettered partition=%s offset=%s: %s",
-                        partition, message.offset(), exc)
-            self._produce(self.topics.internal_dlq, message.key(), message.value(),
-                          _dead_letter_headers(message, "schema", str(exc)))
+            log.warning(
+                "malformed training sample dead-lettered partition=%s offset=%s: %s",
+                partition,
+                message.offset(),
+                exc,
+            )
+            self._produce(
+                self.topics.internal_dlq,
+                message.key(),
+                message.value(),
+                _dead_letter_headers(message, "schema", str(exc)),
+            )
             return False
         self._send(emitted)
         return bool(emitted)
@@ -347,8 +405,14 @@ class Worker:
             log.info("emit %s key=%s %s", item.output, item.key, item.value.decode())
             self._produce(self.outputs[item.output], item.key.encode(), item.value, None)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: Headers | None, **extra: Any) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        **extra: Any,
+    ) -> None:
         assert self._producer is not None
         while True:
             try:
@@ -368,13 +432,16 @@ class Worker:
             for key, value in pending[:-1]:
                 self._produce(seen_topic, key, value, None, partition=partition)
             key, value = pending[-1]
-            self._produce(seen_topic, key, value, None, partition=partition,
-                          on_delivery=self._seen_delivered)
+            self._produce(
+                seen_topic, key, value, None, partition=partition, on_delivery=self._seen_delivered
+            )
         if commands_emitted and not self._flush():
             return  # stopping: the state must not reach the changelog before its commands
-        for name, by_partition in ((tables.REJECTIONS, self.rejections),
-                                   (tables.MODEL_TYPES, self.states),
-                                   (tables.PERFORMANCE, self.performance)):
+        for name, by_partition in (
+            (tables.REJECTIONS, self.rejections),
+            (tables.MODEL_TYPES, self.states),
+            (tables.PERFORMANCE, self.performance),
+        ):
             topic = self.changelogs[name]
             for partition, table in by_partition.items():
                 for key, value in table.take_changed():
@@ -409,7 +476,8 @@ class Worker:
                 store.set_checkpoint(offset + 1)
         self.delivered_seen.clear()
         due = {
-            key: offset for key, offset in self.positions.items()
+            key: offset
+            for key, offset in self.positions.items()
             if (only is None or key in only) and self.committed.get(key) != offset
         }
         self.last_commit = time.monotonic()

@@ -89,8 +89,12 @@ class HistoryFollower:
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("dashboard follower error: %s", error)
                     continue
-                self._apply(message.topic() or "", message.partition() or 0,
-                            message.offset() or 0, message.value())
+                self._apply(
+                    message.topic() or "",
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.value(),
+                )
         except Exception:
             log.exception("dashboard history follower stopped")
             self.kafka_ok = False
@@ -130,8 +134,12 @@ class HistoryFollower:
         try:
             value = json.loads(raw or b"")
         except ValueError:
-            log.warning("dashboard skips an unreadable record topic=%s partition=%s offset=%s",
-                        topic, partition, offset)
+            log.warning(
+                "dashboard skips an unreadable record topic=%s partition=%s offset=%s",
+                topic,
+                partition,
+                offset,
+            )
             return
         if not isinstance(value, dict):
             return

@@ -36,16 +36,18 @@ Dashboard = Annotated[DashboardState, Depends(get_dashboard)]
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index() -> HTMLResponse:
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
-                        headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(
+        (STATIC / "index.html").read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/dashboard/static/{name}", include_in_schema=False)
 def asset(name: str) -> FileResponse:
     if name not in ASSETS:  # a fixed list: no path ever reaches the file system from the URL
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no asset {name!r}")
-    return FileResponse(STATIC / name, media_type=ASSETS[name],
-                        headers={"Cache-Control": "no-cache"})
+    return FileResponse(
+        STATIC / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/dashboard/api/status")
@@ -90,24 +92,34 @@ async def streams_view(
     try:
         response = await dashboard.streams.get(f"/{view}/{model_type}", params=params)
     except httpx.HTTPError as exc:
-        return _notice(status.HTTP_502_BAD_GATEWAY, "streams_unreachable",
-                       f"streams does not answer at {where}: {_describe(exc)}")
+        return _notice(
+            status.HTTP_502_BAD_GATEWAY,
+            "streams_unreachable",
+            f"streams does not answer at {where}: {_describe(exc)}",
+        )
     try:
         body = response.json()
     except ValueError:
-        return _notice(status.HTTP_502_BAD_GATEWAY, "streams_bad_answer",
-                       f"streams answered HTTP {response.status_code} without JSON at {where}")
+        return _notice(
+            status.HTTP_502_BAD_GATEWAY,
+            "streams_bad_answer",
+            f"streams answered HTTP {response.status_code} without JSON at {where}",
+        )
     if response.status_code == 200:
         return JSONResponse(body)
     code = "streams_not_ready" if response.status_code == 503 else "streams_error"
     detail = body.get("detail") if isinstance(body, dict) else None
-    return _notice(response.status_code if response.status_code < 600 else 502, code,
-                   f"streams answered HTTP {response.status_code} at {where}: {detail or body}")
+    return _notice(
+        response.status_code if response.status_code < 600 else 502,
+        code,
+        f"streams answered HTTP {response.status_code} at {where}: {detail or body}",
+    )
 
 
 def _notice(status_code: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code, "source": "streams"},
-                        status_code=status_code)
+    return JSONResponse(
+        {"detail": detail, "code": code, "source": "streams"}, status_code=status_code
+    )
 
 
 def _describe(exc: httpx.HTTPError) -> str:

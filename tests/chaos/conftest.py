@@ -35,9 +35,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _row(figures: dict[str, object]) -> str:
     recovery = figures["recovery_s"]
     cells = [
-        figures["scenario"], figures["size"], figures["events"], figures["faults"],
-        figures["lost"], figures["duplicated"], "-" if recovery is None else recovery,
-        figures["seconds"], figures["notes"],
+        figures["scenario"],
+        figures["size"],
+        figures["events"],
+        figures["faults"],
+        figures["lost"],
+        figures["duplicated"],
+        "-" if recovery is None else recovery,
+        figures["seconds"],
+        figures["notes"],
     ]
     return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
 
@@ -49,7 +55,11 @@ def table_with(existing: str, results: list[dict[str, object]]) -> str:
     if match:
         for line in match.group(1).splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if line.startswith("| ") and cells[0] not in {"scenario", ""} and not set(cells[0]) <= {"-"}:
+            if (
+                line.startswith("| ")
+                and cells[0] not in {"scenario", ""}
+                and not set(cells[0]) <= {"-"}
+            ):
                 rows[f"{cells[0]}|{cells[1]}"] = line.strip()
     for figures in results:
         rows[f"{figures['scenario']}|{figures['size']}"] = _row(figures)
@@ -67,8 +77,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     text = RELIABILITY.read_text()
     table = table_with(text, results)
     if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: table, text,
-                      flags=re.S)
+        text = re.sub(
+            re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: table, text, flags=re.S
+        )
     else:
         text = text.rstrip() + "\n\n" + table + "\n"
     RELIABILITY.write_text(text)

@@ -62,7 +62,10 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relearn.cli", "--log-level", "INFO", *self.args],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -99,8 +102,9 @@ class Registry(ServiceProcess):
 
     TOKEN = "chaos-token"
 
-    def __init__(self, bootstrap: str, prefix: str, port: int, state_dir: Path,
-                 **settings: str) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, port: int, state_dir: Path, **settings: str
+    ) -> None:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RELEARN_TOPIC_PREFIX": prefix,
@@ -112,23 +116,37 @@ class Registry(ServiceProcess):
         }
         self.port = port
         self.state_dir = state_dir
-        super().__init__("registry", ["registry", "--port", str(port)], env,
-                         state_dir.with_suffix(".registry.log"))
+        super().__init__(
+            "registry",
+            ["registry", "--port", str(port)],
+            env,
+            state_dir.with_suffix(".registry.log"),
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        wait_until(lambda: get_json(f"{self.url}/healthz") is not None, timeout,
-                   f"registry did not answer; see {self.log_path}")
+        wait_until(
+            lambda: get_json(f"{self.url}/healthz") is not None,
+            timeout,
+            f"registry did not answer; see {self.log_path}",
+        )
 
 
 class Trainer(ServiceProcess):
     """`relearn trainer` with quick hyperparameters (the chaos is in the process, not the model)."""
 
-    def __init__(self, bootstrap: str, prefix: str, state_dir: Path, group_id: str,
-                 registry_url: str, **settings: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        state_dir: Path,
+        group_id: str,
+        registry_url: str,
+        **settings: str,
+    ) -> None:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RELEARN_TOPIC_PREFIX": prefix,

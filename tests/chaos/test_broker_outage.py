@@ -75,8 +75,13 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
     messages, truth = outcome_events(int(size(8_000, 100_000)), seed=41)
     third = len(messages) // 3
     (worker,) = _workers(bootstrap, prefix, tmp_path, 1)
-    registry = Registry(bootstrap, prefix, free_port(), tmp_path / "registry",
-                        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}")
+    registry = Registry(
+        bootstrap,
+        prefix,
+        free_port(),
+        tmp_path / "registry",
+        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+    )
     template = make_deployment(registry.state_dir / "artifacts")
     try:
         worker.start()
@@ -84,8 +89,11 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
         worker.wait_web()
         registry.wait_ready()
         produce(bootstrap, topics.outcome_events, messages[:third])
-        produce(bootstrap, topics.model_deployed,
-                [(MT.encode(), to_json(template.model_copy(update={"deployment_id": new_id()})))])
+        produce(
+            bootstrap,
+            topics.model_deployed,
+            [(MT.encode(), to_json(template.model_copy(update={"deployment_id": new_id()})))],
+        )
         wait_until(lambda: registered(registry) == 1, 60, "first registration")
         before = counted(worker)
 
@@ -93,8 +101,10 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
         killed = time.monotonic()
         # a producer keeps sending into the outage (idempotent, acks=all: it buffers and retries)
         during = threading.Thread(
-            target=produce, args=(bootstrap, topics.outcome_events, messages[third:2 * third]),
-            daemon=True)
+            target=produce,
+            args=(bootstrap, topics.outcome_events, messages[third : 2 * third]),
+            daemon=True,
+        )
         during.start()
         time.sleep(outage)
         restart_node(layout, 1)
@@ -102,30 +112,56 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
         wait_until(lambda: broker_count(bootstrap) >= 1, 120, "broker did not come back")
         during.join(timeout=120)
         assert not during.is_alive(), "the producer never delivered its outage batch"
-        produce(bootstrap, topics.outcome_events, messages[2 * third:])
+        produce(bootstrap, topics.outcome_events, messages[2 * third :])
         # A second deployment would be a candidate under A/B test, which holds streams' retrain
         # trigger; a command proves the registry consumes again without changing that.
         group = f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.registry-commands"
-        produce(bootstrap, topics.registry_commands, [(MT.encode(), to_json(RegistryCommandIssued(
-            type=RegistryCommandType.SET_WEIGHTS, model_type=MT, weights={"v1.0": 1.0},
-            reason="after the outage", issued_by="chaos")))])
+        produce(
+            bootstrap,
+            topics.registry_commands,
+            [
+                (
+                    MT.encode(),
+                    to_json(
+                        RegistryCommandIssued(
+                            type=RegistryCommandType.SET_WEIGHTS,
+                            model_type=MT,
+                            weights={"v1.0": 1.0},
+                            reason="after the outage",
+                            issued_by="chaos",
+                        )
+                    ),
+                )
+            ],
+        )
         wait_until(lambda: counted(worker) > before, 120, "streams never resumed")
         streams_back = elapsed_since(restarted)
-        wait_until(lambda: consumer_lag(bootstrap, group, topics.registry_commands) == 0, 120,
-                   "registry never consumed again")
+        wait_until(
+            lambda: consumer_lag(bootstrap, group, topics.registry_commands) == 0,
+            120,
+            "registry never consumed again",
+        )
         registry_back = elapsed_since(restarted)
         wait_until(lambda: _all_counted(worker, truth), 180, "events not all counted")
         _assert_tables_equal_truth(worker, truth)
         _assert_outputs(bootstrap, topics, truth)
         assert worker.process is not None and worker.process.poll() is None, "streams died"
         assert registry.alive, "registry died"
-        record(ScenarioFigures(
-            "5 single broker SIGKILL + restart", len(messages) + 2,
-            f"broker SIGKILL, down {elapsed_since(killed) - elapsed_since(restarted):.0f} s",
-            0, 0, max(streams_back, registry_back),
-            notes=(f"after the broker was back: streams counting in {streams_back} s, registry "
-                   f"consuming in {registry_back} s; tables exact, no service restarted"),
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "5 single broker SIGKILL + restart",
+                len(messages) + 2,
+                f"broker SIGKILL, down {elapsed_since(killed) - elapsed_since(restarted):.0f} s",
+                0,
+                0,
+                max(streams_back, registry_back),
+                notes=(
+                    f"after the broker was back: streams counting in {streams_back} s, registry "
+                    f"consuming in {registry_back} s; tables exact, no service restarted"
+                ),
+                seconds=elapsed_since(began),
+            )
+        )
     finally:
         worker.stop()
         registry.stop()

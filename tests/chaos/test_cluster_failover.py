@@ -44,7 +44,9 @@ from tests.streams.test_streams_on_broker import (
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.full_only(reason="passes (RELIABILITY.md) but takes ~6 min with three JVM brokers on two cores: make chaos only"),
+    pytest.mark.full_only(
+        reason="passes (RELIABILITY.md) but takes ~6 min with three JVM brokers on two cores: make chaos only"
+    ),
     pytest.mark.timeout(2_400),
 ]
 
@@ -73,9 +75,14 @@ def test_each_broker_of_three_killed_in_turn_while_traffic_flows(
     messages, truth = outcome_events(30_000, seed=47)
     (worker,) = _workers(bootstrap, prefix, tmp_path, 1)
     worker.env["RELEARN_TOPIC_REPLICATION"] = "3"
-    registry = Registry(bootstrap, prefix, free_port(), tmp_path / "registry",
-                        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
-                        RELEARN_TOPIC_REPLICATION="3")
+    registry = Registry(
+        bootstrap,
+        prefix,
+        free_port(),
+        tmp_path / "registry",
+        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+        RELEARN_TOPIC_REPLICATION="3",
+    )
     template = make_deployment(registry.state_dir / "artifacts")
     recoveries: list[float] = []
     try:
@@ -83,17 +90,29 @@ def test_each_broker_of_three_killed_in_turn_while_traffic_flows(
         registry.start()
         worker.wait_web(timeout=180)
         registry.wait_ready()
-        producer: threading.Thread = produce_at_rate(bootstrap, topics.outcome_events, messages,
-                                                     500.0)
+        producer: threading.Thread = produce_at_rate(
+            bootstrap, topics.outcome_events, messages, 500.0
+        )
         for node in layout.node_ids():
             time.sleep(5)
             local_broker.stop_node(layout, node, kill=True)
             killed = time.monotonic()
             if node == 1:  # one version (production): more would hold streams' retrain trigger
-                produce(bootstrap, topics.model_deployed, [(MT.encode(), to_json(
-                    template.model_copy(update={"deployment_id": new_id()})))])
-                wait_until(lambda: registered(registry) == 1, 120,
-                           f"registry stalled with broker {node} down")
+                produce(
+                    bootstrap,
+                    topics.model_deployed,
+                    [
+                        (
+                            MT.encode(),
+                            to_json(template.model_copy(update={"deployment_id": new_id()})),
+                        )
+                    ],
+                )
+                wait_until(
+                    lambda: registered(registry) == 1,
+                    120,
+                    f"registry stalled with broker {node} down",
+                )
             time.sleep(5)
             restart_node(layout, node)
             wait_until(lambda: broker_count(bootstrap) == 3, 180, f"broker {node} not back")
@@ -106,12 +125,22 @@ def test_each_broker_of_three_killed_in_turn_while_traffic_flows(
         _assert_outputs(bootstrap, topics, truth)
         assert worker.process is not None and worker.process.poll() is None, "streams died"
         assert registry.alive, "registry died"
-        record(ScenarioFigures(
-            "6 three-node cluster, each broker SIGKILLed", len(messages) + 3,
-            "3 x broker SIGKILL + restart (one at a time)", 0, 0, max(recoveries),
-            notes=(f"the registry registered with broker 1 down; kill to broker back in "
-                   f"{recoveries} s; tables exact"), size="full",
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "6 three-node cluster, each broker SIGKILLed",
+                len(messages) + 3,
+                "3 x broker SIGKILL + restart (one at a time)",
+                0,
+                0,
+                max(recoveries),
+                notes=(
+                    f"the registry registered with broker 1 down; kill to broker back in "
+                    f"{recoveries} s; tables exact"
+                ),
+                size="full",
+                seconds=elapsed_since(began),
+            )
+        )
     finally:
         worker.stop()
         registry.stop()

@@ -35,22 +35,26 @@ from tests.chaos.harness import ScenarioFigures, elapsed_since, record
 from tests.registry.conftest import make_deployment
 
 INTERNAL: tuple[type[BaseModel], ...] = (
-    TrainingSampleForwarded, RetrainRequested, ModelDeployed, RegistryCommandIssued,
+    TrainingSampleForwarded,
+    RetrainRequested,
+    ModelDeployed,
+    RegistryCommandIssued,
     RegistryEventOccurred,
 )
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8),
-                                                                          inner, max_size=4),
-    max_leaves=12)
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def payloads(model: type[BaseModel]) -> st.SearchStrategy[bytes]:
     """Random bytes, random JSON, and objects with the model's own field names and junk values."""
-    fields = st.fixed_dictionaries(
-        {}, optional={name: json_values for name in model.model_fields})
-    as_json = (json_values | fields).map(
-        lambda value: json.dumps(value, allow_nan=True).encode())
+    fields = st.fixed_dictionaries({}, optional={name: json_values for name in model.model_fields})
+    as_json = (json_values | fields).map(lambda value: json.dumps(value, allow_nan=True).encode())
     return st.binary(max_size=512) | as_json
 
 
@@ -93,8 +97,13 @@ TOKEN = "fuzz-token"
 def registry_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     base = tmp_path_factory.mktemp("fuzz-registry")
     artifact_dir = base / "artifacts"
-    app_settings = RegistrySettings(state_dir=base, artifact_dir=artifact_dir, api_token=TOKEN,
-                                    registry_kafka_enabled=False, registry_route_cache_seconds=0)
+    app_settings = RegistrySettings(
+        state_dir=base,
+        artifact_dir=artifact_dir,
+        api_token=TOKEN,
+        registry_kafka_enabled=False,
+        registry_route_cache_seconds=0,
+    )
     with TestClient(create_app(app_settings)) as client:
         service = client.app.state.service  # type: ignore[attr-defined]
         for seed in (0, 1):  # something to find: two versions of calling_score
@@ -110,8 +119,10 @@ def test_registry_api_never_answers_500(registry_app: TestClient) -> None:
     calls: Counter[int] = Counter()
 
     for operation in operations:
-        @settings(max_examples=40, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(operation.as_strategy(), st.booleans(), st.sampled_from(["v1.0", "v1.1", "v9.9"]))
         def check(case: Any, known_type: bool, version: str) -> None:
             # half the cases address the model type that exists, so routes get past the 404
@@ -126,14 +137,24 @@ def test_registry_api_never_answers_500(registry_app: TestClient) -> None:
             # The deliberate 5xx here: /retrain with Kafka disabled (503), and the dashboard's
             # streams proxy with no streams worker to ask (502, code streams_unreachable).
             deliberate = (response.status_code == 503 and "Kafka is disabled" in response.text) or (
-                response.status_code == 502 and "streams_unreachable" in response.text)
+                response.status_code == 502 and "streams_unreachable" in response.text
+            )
             calls[response.status_code] += 1
             assert response.status_code < 500 or deliberate, (
-                f"{case.method} {case.formatted_path} -> {response.status_code} {response.text}")
+                f"{case.method} {case.formatted_path} -> {response.status_code} {response.text}"
+            )
 
         check()
-    record(ScenarioFigures(
-        "8 schemathesis on the registry API", sum(calls.values()),
-        f"{len(operations)} operations, authorized", 0, 0, None,
-        notes=f"status codes {dict(sorted(calls.items()))}; no 500",
-        size="ci+full", seconds=elapsed_since(began)))
+    record(
+        ScenarioFigures(
+            "8 schemathesis on the registry API",
+            sum(calls.values()),
+            f"{len(operations)} operations, authorized",
+            0,
+            0,
+            None,
+            notes=f"status codes {dict(sorted(calls.items()))}; no 500",
+            size="ci+full",
+            seconds=elapsed_since(began),
+        )
+    )

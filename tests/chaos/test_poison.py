@@ -49,13 +49,24 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
     began = time.monotonic()
     messages, truth = outcome_events(int(size(6_000, 100_000)), seed=31, invalid_rate=0.01)
     (worker,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
-    registry = Registry(kafka_bootstrap, topic_prefix, free_port(), tmp_path / "registry",
-                        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}")
+    registry = Registry(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "registry",
+        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+    )
     trainer_group = f"chaos-trainer-{uuid.uuid4().hex[:8]}"
     # The trainer rejects every real command as too_few_samples: cheap, and it still reads
     # the whole training-samples window, poison included.
-    trainer = Trainer(kafka_bootstrap, topic_prefix, tmp_path / "trainer", trainer_group,
-                      registry.url, RELEARN_TRAINING_MIN_SAMPLES="100000000")
+    trainer = Trainer(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path / "trainer",
+        trainer_group,
+        registry.url,
+        RELEARN_TRAINING_MIN_SAMPLES="100000000",
+    )
     services = [worker, registry, trainer]
     try:
         worker.start()
@@ -80,22 +91,35 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
         wait_until(lambda: _all_counted(worker, truth), 120, "good events not all counted")
         _assert_tables_equal_truth(worker, truth)
         # what streams forwarded (its records carry source headers; the poison does not)
-        forwarded = {orjson.loads(m.value())["event_id"]
-                     for m in read_topic(kafka_bootstrap, topics.training_samples)
-                     if m.headers() and m.value() not in POISON}
+        forwarded = {
+            orjson.loads(m.value())["event_id"]
+            for m in read_topic(kafka_bootstrap, topics.training_samples)
+            if m.headers() and m.value() not in POISON
+        }
         assert forwarded == truth.valid_ids
         outcome_dead = read_topic(kafka_bootstrap, topics.outcome_events_dlq)
-        assert len({dict(m.headers())["source.offset"] + dict(m.headers())["source.partition"]
-                    for m in outcome_dead}) == truth.invalid
+        assert (
+            len(
+                {
+                    dict(m.headers())["source.offset"] + dict(m.headers())["source.partition"]
+                    for m in outcome_dead
+                }
+            )
+            == truth.invalid
+        )
         assert all(dict(m.headers()).get("error.reason") for m in outcome_dead)
 
         # registry: model-deployed and registry-commands poison in the internal DLQ, with reasons
         expected_internal = len(internal[topics.model_deployed]) + len(
-            internal[topics.registry_commands])
+            internal[topics.registry_commands]
+        )
         dead = wait_until(
             lambda: (lambda d: d if len(d) >= expected_internal else None)(
-                read_topic(kafka_bootstrap, topics.internal_dlq)),
-            60, "registry poison not dead-lettered")
+                read_topic(kafka_bootstrap, topics.internal_dlq)
+            ),
+            60,
+            "registry poison not dead-lettered",
+        )
         reasons = [dict(m.headers())["error.reason"].decode() for m in dead]
         sources = {dict(m.headers())["source.topic"].decode() for m in dead}
         assert len(dead) == expected_internal and all(reasons), reasons
@@ -119,31 +143,50 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
         # lag returns to 0 on every consumer group, and every service is still running
         groups = [
             (f"{topic_prefix}relearn-streams", topics.outcome_events),
-            (f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.model-deployed",
-             topics.model_deployed),
-            (f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.registry-commands",
-             topics.registry_commands),
+            (
+                f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.model-deployed",
+                topics.model_deployed,
+            ),
+            (
+                f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.registry-commands",
+                topics.registry_commands,
+            ),
             (trainer_group, topics.retrain_commands),
         ]
         # At full size streams emits ~200 retrain commands within seconds, and the trainer
         # reads the whole training-samples window for each before rejecting it: minutes.
         drained = time.monotonic()
         for group, topic in groups:
-            wait_until(lambda g=group, t=topic: consumer_lag(kafka_bootstrap, g, t) == 0,
-                       size(60, 1_200), f"lag of {group} on {topic} did not return to 0")
+            wait_until(
+                lambda g=group, t=topic: consumer_lag(kafka_bootstrap, g, t) == 0,
+                size(60, 1_200),
+                f"lag of {group} on {topic} did not return to 0",
+            )
         drain_seconds = elapsed_since(drained)
-        dead_services = [s for s in (worker.process, registry.process, trainer.process)
-                         if s is None or s.poll() is not None]
+        dead_services = [
+            s
+            for s in (worker.process, registry.process, trainer.process)
+            if s is None or s.poll() is not None
+        ]
         assert not dead_services, "a service died on poison"
-        record(ScenarioFigures(
-            "2 poison on every topic", len(messages) + poison_sent - truth.invalid,
-            f"{poison_sent} malformed ({truth.invalid} outcome, "
-            f"{poison_sent - truth.invalid} internal)", 0, 0, None,
-            notes=("outcome + model-deployed + registry-commands poison in DLQs with reasons; "
-                   "retrain-commands poison rejected on registry-events; training-samples and "
-                   f"registry-events poison skipped and logged; lag 0 on every group "
-                   f"({drain_seconds} s after the checks above)"),
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "2 poison on every topic",
+                len(messages) + poison_sent - truth.invalid,
+                f"{poison_sent} malformed ({truth.invalid} outcome, "
+                f"{poison_sent - truth.invalid} internal)",
+                0,
+                0,
+                None,
+                notes=(
+                    "outcome + model-deployed + registry-commands poison in DLQs with reasons; "
+                    "retrain-commands poison rejected on registry-events; training-samples and "
+                    f"registry-events poison skipped and logged; lag 0 on every group "
+                    f"({drain_seconds} s after the checks above)"
+                ),
+                seconds=elapsed_since(began),
+            )
+        )
     finally:
         for service in services:
             service.stop()
@@ -161,13 +204,20 @@ def test_malformed_training_sample_with_source_headers_does_not_stall_streams(
         producer = make_producer(kafka_bootstrap)
         for partition in range(4):
             for value in POISON[:4]:
-                producer.produce(topics.training_samples, key=b"calling_score", value=value,
-                                 partition=partition,
-                                 headers=[("source.partition", b"0"), ("source.offset", b"0")])
+                producer.produce(
+                    topics.training_samples,
+                    key=b"calling_score",
+                    value=value,
+                    partition=partition,
+                    headers=[("source.partition", b"0"), ("source.offset", b"0")],
+                )
         assert producer.flush(30) == 0
         produce(kafka_bootstrap, topics.outcome_events, messages)
-        wait_until(lambda: _all_counted(worker, truth), 90,
-                   "good events not all counted after a malformed training sample")
+        wait_until(
+            lambda: _all_counted(worker, truth),
+            90,
+            "good events not all counted after a malformed training sample",
+        )
         _assert_tables_equal_truth(worker, truth)
         assert worker.process is not None and worker.process.poll() is None
         crashes = worker.log_path.read_text(errors="replace").count("Crashed reason=")

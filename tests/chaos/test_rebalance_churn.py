@@ -64,13 +64,22 @@ def test_second_worker_churn_keeps_tables_exact_and_offsets_advancing(
         producer.join()
         wait_until(lambda: _all_counted(steady, truth), 120, "events not all counted")
         doubled = counted_twice(steady, truth)
-        record(ScenarioFigures(
-            "7 rebalance churn (second worker)", len(messages),
-            f"{cycles} x start + stop of a second worker", 0, doubled, None,
-            notes=f"committed offsets after each cycle {marks}",
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "7 rebalance churn (second worker)",
+                len(messages),
+                f"{cycles} x start + stop of a second worker",
+                0,
+                doubled,
+                None,
+                notes=f"committed offsets after each cycle {marks}",
+                seconds=elapsed_since(began),
+            )
+        )
         assert steady.process is not None and steady.process.poll() is None, "steady worker died"
-        assert all(b > a for a, b in zip(marks, marks[1:], strict=False)), f"offsets stalled: {marks}"
+        assert all(b > a for a, b in zip(marks, marks[1:], strict=False)), (
+            f"offsets stalled: {marks}"
+        )
         _assert_tables_equal_truth(steady, truth)
         _assert_outputs(kafka_bootstrap, topics, truth)
     finally:

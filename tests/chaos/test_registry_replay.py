@@ -42,9 +42,13 @@ def snapshot(registry: Registry) -> dict[str, Any]:
 
 
 def settled(bootstrap: str, group: str, topics: Topics) -> bool:
-    return all(consumer_lag(bootstrap, f"{group}.{name}", topic) == 0 for name, topic in
-               (("model-deployed", topics.model_deployed),
-                ("registry-commands", topics.registry_commands)))
+    return all(
+        consumer_lag(bootstrap, f"{group}.{name}", topic) == 0
+        for name, topic in (
+            ("model-deployed", topics.model_deployed),
+            ("registry-commands", topics.registry_commands),
+        )
+    )
 
 
 def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
@@ -55,37 +59,69 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
     template = make_deployment(tmp_path / "state" / "artifacts")
     deployments = [template.model_copy(update={"deployment_id": new_id()}) for _ in range(count)]
     group = f"chaos-{uuid.uuid4().hex[:8]}"
-    registry = Registry(kafka_bootstrap, topic_prefix, free_port(), tmp_path / "state",
-                        RELEARN_REGISTRY_CONSUMER_GROUP=group)
+    registry = Registry(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "state",
+        RELEARN_REGISTRY_CONSUMER_GROUP=group,
+    )
     try:
         registry.start().wait_ready()
-        produce(kafka_bootstrap, topics.model_deployed,
-                [(MT.encode(), to_json(d)) for d in deployments])
+        produce(
+            kafka_bootstrap, topics.model_deployed, [(MT.encode(), to_json(d)) for d in deployments]
+        )
         db = f"sqlite:///{registry.state_dir / 'registry.db'}"
         wait_until(lambda: len(open_store(db).versions(MT)) >= 10, 60, "some registrations")
         registry.kill()  # offsets are committed every few seconds; the database at once
         killed = time.monotonic()
         in_db = len(open_store(db).versions(MT))
-        lag_at_kill = consumer_lag(kafka_bootstrap, f"{group}.model-deployed",
-                                   topics.model_deployed)
+        lag_at_kill = consumer_lag(
+            kafka_bootstrap, f"{group}.model-deployed", topics.model_deployed
+        )
         committed = count - lag_at_kill
         assert committed < in_db, f"kill missed the window: {committed} committed, {in_db} in db"
         registry.start().wait_ready()
         wait_until(lambda: len(open_store(db).versions(MT)) == count, 120, "all registrations")
         recovery = elapsed_since(killed)
         commands = [
-            RegistryCommandIssued(command_id=new_id(), type=RegistryCommandType.PROMOTE,
-                                  model_type=MT, version="v1.0", reason="chaos", issued_by="chaos"),
-            RegistryCommandIssued(command_id=new_id(), type=RegistryCommandType.PROMOTE,
-                                  model_type=MT, version="v1.1", weights={"v1.1": 0.5, "v1.0": 0.5},
-                                  reason="ramp", issued_by="chaos"),
-            RegistryCommandIssued(command_id=new_id(), type=RegistryCommandType.ROLLBACK,
-                                  model_type=MT, version="v1.1", reason="chaos", issued_by="auto"),
-            RegistryCommandIssued(command_id=new_id(), type=RegistryCommandType.PROMOTE,
-                                  model_type=MT, version="v1.2", reason="chaos", issued_by="chaos"),
+            RegistryCommandIssued(
+                command_id=new_id(),
+                type=RegistryCommandType.PROMOTE,
+                model_type=MT,
+                version="v1.0",
+                reason="chaos",
+                issued_by="chaos",
+            ),
+            RegistryCommandIssued(
+                command_id=new_id(),
+                type=RegistryCommandType.PROMOTE,
+                model_type=MT,
+                version="v1.1",
+                weights={"v1.1": 0.5, "v1.0": 0.5},
+                reason="ramp",
+                issued_by="chaos",
+            ),
+            RegistryCommandIssued(
+                command_id=new_id(),
+                type=RegistryCommandType.ROLLBACK,
+                model_type=MT,
+                version="v1.1",
+                reason="chaos",
+                issued_by="auto",
+            ),
+            RegistryCommandIssued(
+                command_id=new_id(),
+                type=RegistryCommandType.PROMOTE,
+                model_type=MT,
+                version="v1.2",
+                reason="chaos",
+                issued_by="chaos",
+            ),
         ]
-        produce(kafka_bootstrap, topics.registry_commands,
-                [(MT.encode(), to_json(c)) for c in commands])
+        produce(
+            kafka_bootstrap, topics.registry_commands, [(MT.encode(), to_json(c)) for c in commands]
+        )
         wait_until(lambda: settled(kafka_bootstrap, group, topics), 60, "commands applied")
         time.sleep(1.0)  # the outbox publisher drains after the commit
         before = snapshot(registry)
@@ -94,23 +130,39 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
         registry.kill()
         for replay in range(REPLAYS):  # a fresh consumer group reads both topics from offset 0
             replay_group = f"{group}-replay{replay}"
-            registry = Registry(kafka_bootstrap, topic_prefix, registry.port, tmp_path / "state",
-                                RELEARN_REGISTRY_CONSUMER_GROUP=replay_group)
+            registry = Registry(
+                kafka_bootstrap,
+                topic_prefix,
+                registry.port,
+                tmp_path / "state",
+                RELEARN_REGISTRY_CONSUMER_GROUP=replay_group,
+            )
             registry.start().wait_ready()
-            wait_until(lambda g=replay_group: settled(kafka_bootstrap, g, topics), 120,
-                       f"replay {replay} consumed")
+            wait_until(
+                lambda g=replay_group: settled(kafka_bootstrap, g, topics),
+                120,
+                f"replay {replay} consumed",
+            )
             registry.kill()
             assert snapshot(registry) == before, f"replay {replay} changed the database"
         versions = [v[0] for v in before["versions"]]
         deployment_ids = [v[3] for v in before["versions"]]
-        doubled = (len(versions) - len(set(versions))) + (len(deployment_ids) - len(set(deployment_ids)))
+        doubled = (len(versions) - len(set(versions))) + (
+            len(deployment_ids) - len(set(deployment_ids))
+        )
         lost = count - len(set(deployment_ids))
-        record(ScenarioFigures(
-            "4 registry SIGKILL in commit window + 3 replays", count + len(commands),
-            f"1 SIGKILL ({in_db} in db, {committed} committed), 3 full replays",
-            lost, doubled, recovery,
-            notes=f"{before['events']} registry events in the outbox before and after the replays",
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "4 registry SIGKILL in commit window + 3 replays",
+                count + len(commands),
+                f"1 SIGKILL ({in_db} in db, {committed} committed), 3 full replays",
+                lost,
+                doubled,
+                recovery,
+                notes=f"{before['events']} registry events in the outbox before and after the replays",
+                seconds=elapsed_since(began),
+            )
+        )
         assert lost == 0 and doubled == 0
     finally:
         registry.stop()

@@ -28,24 +28,32 @@ SECRET = b"outside the artifact directory"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = RegistrySettings(state_dir=tmp_path / "state", artifact_dir=tmp_path / "artifacts",
-                                api_token=TOKEN, registry_kafka_enabled=False)
+    settings = RegistrySettings(
+        state_dir=tmp_path / "state",
+        artifact_dir=tmp_path / "artifacts",
+        api_token=TOKEN,
+        registry_kafka_enabled=False,
+    )
     (tmp_path / "secret.txt").write_bytes(SECRET)
     with TestClient(create_app(settings)) as test_client:
         service = test_client.app.state.service  # type: ignore[attr-defined]
         assert service.register_deployment(make_deployment(tmp_path / "artifacts")).outcome == (
-            "applied")
+            "applied"
+        )
         yield test_client
 
 
-@pytest.mark.parametrize("path", [
-    f"/models/{MT}/versions/..%2F..%2Fsecret.txt/artifact",
-    "/models/..%2F..%2F/versions/v1.0/artifact",
-    f"/models/{MT}/versions/%2e%2e/artifact",
-    f"/models/{MT}/versions/v1.0%00/artifact",
-    f"/models/{MT}/versions/v1.0/artifact/../../../secret.txt",
-    "/dashboard/static/..%2F..%2F..%2Fsecret.txt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/models/{MT}/versions/..%2F..%2Fsecret.txt/artifact",
+        "/models/..%2F..%2F/versions/v1.0/artifact",
+        f"/models/{MT}/versions/%2e%2e/artifact",
+        f"/models/{MT}/versions/v1.0%00/artifact",
+        f"/models/{MT}/versions/v1.0/artifact/../../../secret.txt",
+        "/dashboard/static/..%2F..%2F..%2Fsecret.txt",
+    ],
+)
 def test_traversal_attempts_never_return_a_file(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code in {400, 404, 405, 422}, (path, response.status_code)
@@ -63,8 +71,18 @@ def test_a_stored_artifact_swapped_for_an_escaping_symlink_is_not_served(
     response = client.get(f"/models/{MT}/versions/v1.0/artifact")
     assert response.status_code >= 400 and response.status_code != 500, response.status_code
     assert response.content != outside.read_bytes()
-    record(ScenarioFigures(
-        "9 security: traversal + escaping symlink", 7,
-        "6 traversal URLs, 1 artifact swapped for a symlink out of the directory", 0, 0, None,
-        notes=("no file served; tokens, tamper (409), escaping URIs and ModelRouter sha256 "
-               "checks are proven in tests/registry"), size="ci+full"))
+    record(
+        ScenarioFigures(
+            "9 security: traversal + escaping symlink",
+            7,
+            "6 traversal URLs, 1 artifact swapped for a symlink out of the directory",
+            0,
+            0,
+            None,
+            notes=(
+                "no file served; tokens, tamper (409), escaping URIs and ModelRouter sha256 "
+                "checks are proven in tests/registry"
+            ),
+            size="ci+full",
+        )
+    )

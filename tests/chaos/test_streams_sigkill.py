@@ -37,11 +37,16 @@ def counted_twice(worker: StreamsWorker, truth: GroundTruth) -> int:
     extra = 0
     for model_type in MODEL_TYPES:
         view = get_json(f"{worker.url}/samples/{model_type}")
-        extra += max(0, view["retrain_commands"] * THRESHOLD + view["new_samples"]
-                     - truth.per_type[model_type])
+        extra += max(
+            0,
+            view["retrain_commands"] * THRESHOLD + view["new_samples"] - truth.per_type[model_type],
+        )
         rows = get_json(f"{worker.url}/performance/{model_type}?days=7")
-        extra += max(0, sum(r["sample_count"] for r in rows)
-                     - sum(d.sample_count for k, d in truth.daily.items() if k[0] == model_type))
+        extra += max(
+            0,
+            sum(r["sample_count"] for r in rows)
+            - sum(d.sample_count for k, d in truth.daily.items() if k[0] == model_type),
+        )
     return extra
 
 
@@ -69,19 +74,19 @@ def recovered(worker: StreamsWorker, before: int, producer: threading.Thread) ->
 class PacedProducer(threading.Thread):
     """Sends `messages` at `rate` per second (one idempotent producer); `sent` counts them."""
 
-    def __init__(self, bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]],
-                 rate: float) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], rate: float
+    ) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.messages, self.rate = bootstrap, topic, messages, rate
         self.sent = 0
 
     def run(self) -> None:
-        producer = make_producer(self.bootstrap,
-                                 **{"linger.ms": 20, "batch.num.messages": 10_000})
+        producer = make_producer(self.bootstrap, **{"linger.ms": 20, "batch.num.messages": 10_000})
         chunk = max(1, int(self.rate / 10))
         began = time.monotonic()
         for index, start in enumerate(range(0, len(self.messages), chunk)):
-            for key, value in self.messages[start:start + chunk]:
+            for key, value in self.messages[start : start + chunk]:
                 while True:
                     try:
                         producer.produce(self.topic, key=key, value=value)
@@ -95,8 +100,9 @@ class PacedProducer(threading.Thread):
         assert producer.flush(120) == 0, "the paced producer could not deliver everything"
 
 
-def produce_at_rate(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]],
-                    rate: float) -> PacedProducer:
+def produce_at_rate(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], rate: float
+) -> PacedProducer:
     producer = PacedProducer(bootstrap, topic, messages, rate)
     producer.start()
     return producer
@@ -121,8 +127,11 @@ def test_streams_worker_sigkilled_during_traffic(
         for kill in range(kills):
             # a random moment while events flow: around each (kill+1)/(kills+1) of the traffic
             mark = int(len(messages) * (kill + rng.uniform(0.6, 1.2)) / (kills + 1))
-            wait_until(lambda m=mark: producer.sent >= m or not producer.is_alive(),
-                       len(messages) / rate * 3 + 60, "the producer stalled")
+            wait_until(
+                lambda m=mark: producer.sent >= m or not producer.is_alive(),
+                len(messages) / rate * 3 + 60,
+                "the producer stalled",
+            )
             before = counted(worker)
             worker.kill()
             killed = time.monotonic()
@@ -130,25 +139,36 @@ def test_streams_worker_sigkilled_during_traffic(
                 shutil.rmtree(worker.data_dir, ignore_errors=True)
             worker.start()
             worker.wait_web(timeout=120)
-            wait_until(lambda b=before: recovered(worker, b, producer), 60,
-                       "no progress after the restart")
+            wait_until(
+                lambda b=before: recovered(worker, b, producer), 60, "no progress after the restart"
+            )
             recoveries.append(elapsed_since(killed))
         producer.join()
         caught_up = time.monotonic()
-        wait_until(lambda: _all_counted(worker, truth), max(180, events / 150),
-                   "events not all counted")
+        wait_until(
+            lambda: _all_counted(worker, truth), max(180, events / 150), "events not all counted"
+        )
         catch_up = elapsed_since(caught_up)
         samples = read_topic(kafka_bootstrap, topics.training_samples)
         forwarded = Counter(orjson.loads(m.value())["event_id"] for m in samples)
         lost = len(truth.valid_ids - set(forwarded))
         doubled = counted_twice(worker, truth)
-        record(ScenarioFigures(
-            f"1 streams SIGKILL, state {state}", len(messages), f"{kills} x SIGKILL worker",
-            lost, doubled, max(recoveries),
-            notes=(f"recoveries {recoveries} s (kill to the restarted worker holding partitions and counting beyond the pre-kill count); caught up {catch_up} s after "
-                   f"the last event; training-samples re-sent {len(samples) - len(forwarded)} "
-                   f"(at least once, unique by event_id)"),
-            seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                f"1 streams SIGKILL, state {state}",
+                len(messages),
+                f"{kills} x SIGKILL worker",
+                lost,
+                doubled,
+                max(recoveries),
+                notes=(
+                    f"recoveries {recoveries} s (kill to the restarted worker holding partitions and counting beyond the pre-kill count); caught up {catch_up} s after "
+                    f"the last event; training-samples re-sent {len(samples) - len(forwarded)} "
+                    f"(at least once, unique by event_id)"
+                ),
+                seconds=elapsed_since(began),
+            )
+        )
         assert lost == 0 and doubled == 0
         _assert_tables_equal_truth(worker, truth)
         _assert_outputs(kafka_bootstrap, topics, truth)

@@ -37,8 +37,10 @@ def test_crash_point_kills_once_and_only_when_its_file_exists(tmp_path: Path) ->
     crash_point(tmp_path, "before_publish")  # no file: nothing happens
     crash_point(None, "before_publish")
     (tmp_path / "crash.before_publish").touch()
-    code = ("import sys; from pathlib import Path; from training.faults import crash_point; "
-            f"crash_point(Path({str(tmp_path)!r}), 'before_publish'); sys.exit(3)")
+    code = (
+        "import sys; from pathlib import Path; from training.faults import crash_point; "
+        f"crash_point(Path({str(tmp_path)!r}), 'before_publish'); sys.exit(3)"
+    )
     died = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2])
     assert died.returncode == -signal.SIGKILL
     assert not (tmp_path / "crash.before_publish").exists()
@@ -71,16 +73,22 @@ def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_p
 ) -> None:
     began = time.monotonic()
     produce_samples(kafka_bootstrap, topics.training_samples, synthetic_samples(3_000, MT))
-    registry = Registry(kafka_bootstrap, topic_prefix, free_port(), tmp_path / "registry",
-                        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}")
+    registry = Registry(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "registry",
+        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+    )
     group = f"chaos-trainer-{uuid.uuid4().hex[:8]}"
     shared = {
         "RELEARN_ARTIFACT_DIR": str(registry.state_dir / "artifacts"),
         "RELEARN_TRAINER_SESSION_TIMEOUT_MS": "6000",
         "RELEARN_GATE_TOLERANCE": "1000",
     }
-    trainer = Trainer(kafka_bootstrap, topic_prefix, tmp_path / "trainer-a", group,
-                      registry.url, **shared)
+    trainer = Trainer(
+        kafka_bootstrap, topic_prefix, tmp_path / "trainer-a", group, registry.url, **shared
+    )
     faults = trainer.state_dir / "faults"
     faults.mkdir(parents=True)
     others: list[Trainer] = []
@@ -100,49 +108,74 @@ def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_p
             killed = time.monotonic()
             assert not registered(registry, retrain.command_id)
             trainer.start()
-            wait_until(lambda c=retrain.command_id: registered(registry, c), 120,
-                       f"command after a crash at {point} never registered")
+            wait_until(
+                lambda c=retrain.command_id: registered(registry, c),
+                120,
+                f"command after a crash at {point} never registered",
+            )
             recoveries.append(elapsed_since(killed))
 
         # 2. a zombie: SIGSTOPped mid-training past its session timeout, SIGCONTed after the
         #    group gave its command to another worker (its own ledger: another machine)
         slow = {**shared, "RELEARN_TRAINING_MAX_EPOCHS": "80", "RELEARN_TRAINING_PATIENCE": "80"}
         trainer.stop()
-        zombie = Trainer(kafka_bootstrap, topic_prefix, tmp_path / "trainer-b", group,
-                         registry.url, **slow)
+        zombie = Trainer(
+            kafka_bootstrap, topic_prefix, tmp_path / "trainer-b", group, registry.url, **slow
+        )
         others.append(zombie)
         zombie.start()
         time.sleep(8)  # joined the group and warmed up
         retrain = command(MT)
         commands.append(retrain.command_id)
         produce_command(kafka_bootstrap, topics.retrain_commands, retrain)
-        wait_until(lambda: f"command_id={retrain.command_id}" in zombie.log_text(),
-                   60, "the zombie never took the command")
+        wait_until(
+            lambda: f"command_id={retrain.command_id}" in zombie.log_text(),
+            60,
+            "the zombie never took the command",
+        )
         zombie.signal(signal.SIGSTOP)
         stopped = time.monotonic()
-        successor = Trainer(kafka_bootstrap, topic_prefix, tmp_path / "trainer-c", group,
-                            registry.url, **slow)
+        successor = Trainer(
+            kafka_bootstrap, topic_prefix, tmp_path / "trainer-c", group, registry.url, **slow
+        )
         others.append(successor)
         successor.start()
-        wait_until(lambda: registered(registry, retrain.command_id), 180,
-                   "the successor never settled the zombie's command")
+        wait_until(
+            lambda: registered(registry, retrain.command_id),
+            180,
+            "the successor never settled the zombie's command",
+        )
         recoveries.append(elapsed_since(stopped))
         zombie.signal(signal.SIGCONT)
-        wait_until(lambda: any("published" in line and retrain.command_id in line
-                               for line in zombie.log_text().splitlines()),
-                   120, "the zombie never published its late outcome")
+        wait_until(
+            lambda: any(
+                "published" in line and retrain.command_id in line
+                for line in zombie.log_text().splitlines()
+            ),
+            120,
+            "the zombie never published its late outcome",
+        )
         time.sleep(3)  # the registry consumes the zombie's late deployment
         published = deployments_published(kafka_bootstrap, topics)
         per_command = {c: len(registered(registry, c)) for c in commands}
         lost = sum(1 for n in per_command.values() if n == 0)
         doubled = sum(n - 1 for n in per_command.values() if n > 1)
-        record(ScenarioFigures(
-            "3 trainer SIGKILL before publish + zombie", len(commands),
-            "SIGKILL after artifact, SIGKILL before publish, SIGSTOP 6 s session + SIGCONT",
-            lost, doubled, max(recoveries),
-            notes=(f"versions per command {list(per_command.values())}; distinct deployments "
-                   f"published per command {[published[c] for c in commands]}"),
-            size="ci+full", seconds=elapsed_since(began)))
+        record(
+            ScenarioFigures(
+                "3 trainer SIGKILL before publish + zombie",
+                len(commands),
+                "SIGKILL after artifact, SIGKILL before publish, SIGSTOP 6 s session + SIGCONT",
+                lost,
+                doubled,
+                max(recoveries),
+                notes=(
+                    f"versions per command {list(per_command.values())}; distinct deployments "
+                    f"published per command {[published[c] for c in commands]}"
+                ),
+                size="ci+full",
+                seconds=elapsed_since(began),
+            )
+        )
         assert per_command == {c: 1 for c in commands}, per_command
         assert all(s.alive for s in (registry, *others)), "a service died"
     finally:

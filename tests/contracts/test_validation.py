@@ -176,7 +176,10 @@ def test_random_values_in_every_field_only_raise_the_validation_error(event: dic
     features=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=23, max_size=23),
 )
 def test_the_fast_forward_json_means_what_the_model_serializes(
-    prediction: float, outcome_score: float, microsecond: int, offset_hours: int,
+    prediction: float,
+    outcome_score: float,
+    microsecond: int,
+    offset_hours: int,
     features: list[float],
 ) -> None:
     """Streams forwards `json_from_outcome`; the trainer must read exactly what `to_json` says."""
@@ -184,11 +187,18 @@ def test_the_fast_forward_json_means_what_the_model_serializes(
 
     zone = timezone(timedelta(hours=offset_hours))
     occurred = (NOW - timedelta(days=1)).astimezone(zone).replace(microsecond=microsecond)
-    raw = json.dumps(good_event(prediction=prediction, outcome_score=outcome_score,
-                                features=features, occurred_at=occurred.isoformat())).encode()
+    raw = json.dumps(
+        good_event(
+            prediction=prediction,
+            outcome_score=outcome_score,
+            features=features,
+            occurred_at=occurred.isoformat(),
+        )
+    ).encode()
     event = validate_outcome(raw, CATALOG, NOW)
     fast = TrainingSampleForwarded.json_from_outcome(event)
     slow = to_json(TrainingSampleForwarded.from_outcome(event))
-    assert TrainingSampleForwarded.model_validate_json(fast) == \
-        TrainingSampleForwarded.model_validate_json(slow)
+    assert TrainingSampleForwarded.model_validate_json(
+        fast
+    ) == TrainingSampleForwarded.model_validate_json(slow)
     assert json.loads(fast) == json.loads(slow)

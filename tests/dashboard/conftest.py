@@ -82,8 +82,12 @@ class Stack:
         return self.registry.url
 
     def deploy(self, seed: int, **overrides: object) -> ModelDeployed:
-        lineage = Lineage(topic=self.topics.training_samples, offsets={"0": (0, 40 * seed)},
-                          seed=seed, package_version="0.1.0")
+        lineage = Lineage(
+            topic=self.topics.training_samples,
+            offsets={"0": (0, 40 * seed)},
+            seed=seed,
+            package_version="0.1.0",
+        )
         overrides.setdefault("lineage", lineage)
         deployment = make_deployment(self.artifact_dir, MT, seed=seed, **overrides)
         publish(self.bootstrap, self.topics.model_deployed, [deployment.model_dump_json().encode()])
@@ -168,15 +172,21 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         from training.errors import RejectionReason, TrainingError
         from training.pipeline import rejection_event
 
-        refused = TrainingError("test loss 12% worse than production",
-                                reason=RejectionReason.WORSE_THAN_PRODUCTION)
-        publish(kafka_bootstrap, topics.registry_events,
-                [to_json(rejection_event(MT, "cmd-trainer-1", refused))])
+        refused = TrainingError(
+            "test loss 12% worse than production", reason=RejectionReason.WORSE_THAN_PRODUCTION
+        )
+        publish(
+            kafka_bootstrap,
+            topics.registry_events,
+            [to_json(rejection_event(MT, "cmd-trainer-1", refused))],
+        )
         wait_until(lambda: live.rejections() == 2, 30, "the trainer's rejection followed")
         streams.wait_web(90)
         events = len(read_topic(kafka_bootstrap, topics.registry_events))
         wait_until(
-            lambda: (get_json(f"{streams.url}/healthz") or {}).get("registry_events_seen") == events,
+            lambda: (
+                (get_json(f"{streams.url}/healthz") or {}).get("registry_events_seen") == events
+            ),
             60,
             "streams follows the registry's events",
         )
@@ -240,4 +250,3 @@ def wait_refreshes(page: Any, more_than: int = 0, timeout: float = 15_000) -> in
         f"Number(document.body.dataset.refreshes) > {more_than}", timeout=timeout
     )
     return int(page.evaluate("Number(document.body.dataset.refreshes)"))
-

@@ -62,7 +62,9 @@ def test_tables_and_charts_show_the_run(stack: Stack, page: Any) -> None:
     assert table["v1.1"]["baseline"] == "test_loss 0.0260"
     assert table["v1.1"]["created_at"].endswith("Z")
     assert table["v1.1"]["lineage"] == "p0: 0–80 · seed 2"
-    topic = page.get_attribute('#versions tr[data-version="v1.1"] td[data-field=lineage]', "data-topic")
+    topic = page.get_attribute(
+        '#versions tr[data-version="v1.1"] td[data-field=lineage]', "data-topic"
+    )
     assert topic == stack.topics.training_samples
 
     # One step per weight-changing registry event: v1.0 alone at 1.0, then 0.9 / 0.1.
@@ -76,7 +78,9 @@ def test_tables_and_charts_show_the_run(stack: Stack, page: Any) -> None:
         assert chart_points(page, "positive_outcome_rate")[version] == pytest.approx(rate)
         assert chart_points(page, "avg_prediction")[version] == pytest.approx(prediction)
         assert chart_points(page, "avg_outcome_score")[version] == pytest.approx(rate)
-    baseline = page.locator('#performance .chart[data-metric="sample_count"] path[stroke-dasharray]')
+    baseline = page.locator(
+        '#performance .chart[data-metric="sample_count"] path[stroke-dasharray]'
+    )
     assert baseline.get_attribute("data-version") == "v1.0"
 
     # The live A/B panel: both arms' counts and rates, an interval, the decision so far.

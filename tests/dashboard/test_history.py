@@ -8,9 +8,16 @@ MT = "calling_score"
 
 
 def event(type_: str, version: str | None, weights: dict[str, float], **extra: object) -> dict:
-    return {"event_id": f"e-{type_}-{version}", "type": type_, "model_type": MT,
-            "version": version, "weights": weights, "reason": "why",
-            "occurred_at": "2026-11-27T00:00:00Z", **extra}
+    return {
+        "event_id": f"e-{type_}-{version}",
+        "type": type_,
+        "model_type": MT,
+        "version": version,
+        "weights": weights,
+        "reason": "why",
+        "occurred_at": "2026-11-27T00:00:00Z",
+        **extra,
+    }
 
 
 def test_weight_changes_become_steps_and_rejections_do_not() -> None:
@@ -18,18 +25,29 @@ def test_weight_changes_become_steps_and_rejections_do_not() -> None:
     history.apply_registry_event(event("version_registered", "v1.0", {"v1.0": 1.0}))
     history.apply_registry_event(event("version_registered", "v1.1", {"v1.0": 0.9, "v1.1": 0.1}))
     # The trainer's rejection carries no weight map; it must not look like "all traffic gone".
-    history.apply_registry_event(event(
-        "deployment_rejected", None, {},
-        details={"command_id": "c1", "reason": "gate_failed", "detail": "worse than production"},
-    ))
-    history.apply_registry_event(event(
-        "deployment_rejected", None, {"v1.0": 0.9, "v1.1": 0.1},
-        details={"deployment_id": "d1", "detail": "digest differs"}, reason="sha256_mismatch",
-    ))
+    history.apply_registry_event(
+        event(
+            "deployment_rejected",
+            None,
+            {},
+            details={
+                "command_id": "c1",
+                "reason": "gate_failed",
+                "detail": "worse than production",
+            },
+        )
+    )
+    history.apply_registry_event(
+        event(
+            "deployment_rejected",
+            None,
+            {"v1.0": 0.9, "v1.1": 0.1},
+            details={"deployment_id": "d1", "detail": "digest differs"},
+            reason="sha256_mismatch",
+        )
+    )
     snapshot = history.snapshot(MT)
-    assert [s["weights"] for s in snapshot["steps"]] == [
-        {"v1.0": 1.0}, {"v1.0": 0.9, "v1.1": 0.1}
-    ]
+    assert [s["weights"] for s in snapshot["steps"]] == [{"v1.0": 1.0}, {"v1.0": 0.9, "v1.1": 0.1}]
     assert len(snapshot["events"]) == 4
     assert [(r["source"], r["reason"], r["detail"]) for r in snapshot["rejections"]] == [
         ("trainer", "why", "worse than production"),
@@ -48,8 +66,9 @@ def test_replayed_offsets_are_skipped_and_lists_are_bounded() -> None:
     commands = history.snapshot(MT)["retrain_commands"]
     assert [c["command_id"] for c in commands] == ["c2", "c3", "c4"]
     # Another partition has its own offsets.
-    assert history.apply_retrain_command({"command_id": "x", "model_type": MT},
-                                         ("retrain-commands", 1), 0)
+    assert history.apply_retrain_command(
+        {"command_id": "x", "model_type": MT}, ("retrain-commands", 1), 0
+    )
 
 
 def test_unusable_values_and_too_many_model_types_are_ignored() -> None:

@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 class StreamsWorker:
     """One `relearn streams` process with its own web port and data directory."""
 
-    def __init__(self, bootstrap: str, prefix: str, port: int, data_dir: Path,
-                 **settings: str) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, port: int, data_dir: Path, **settings: str
+    ) -> None:
         self.port = port
         self.data_dir = data_dir
         self.log_path = data_dir.with_suffix(".log")
@@ -47,16 +48,28 @@ class StreamsWorker:
     def start(self) -> StreamsWorker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relearn.cli", "--log-level",
-             os.environ.get("RELEARN_STREAMS_TEST_LOG_LEVEL", "INFO"), "streams"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "relearn.cli",
+                "--log-level",
+                os.environ.get("RELEARN_STREAMS_TEST_LOG_LEVEL", "INFO"),
+                "streams",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
 
     def wait_web(self, timeout: float = 90.0) -> None:
-        wait_until(lambda: get_json(f"{self.url}/healthz") is not None, timeout,
-                   f"worker on port {self.port} did not answer; see {self.log_path}")
+        wait_until(
+            lambda: get_json(f"{self.url}/healthz") is not None,
+            timeout,
+            f"worker on port {self.port} did not answer; see {self.log_path}",
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed."""
@@ -114,8 +127,10 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = list(metadata.topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[Any] = []
         remaining = {p for p, end in ends.items() if end > 0}

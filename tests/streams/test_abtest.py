@@ -18,8 +18,14 @@ def _view(weights: dict[str, float], statuses: dict[str, str]) -> ModelTypeView:
     return ModelTypeView("calling_score", statuses, weights, changed_at=T0)
 
 
-def _run(state: abtest.AbState, experiment: abtest.Experiment, rate_p: float, rate_c: float,
-         n: int, seed: int = 1) -> tuple[abtest.AbState, list]:
+def _run(
+    state: abtest.AbState,
+    experiment: abtest.Experiment,
+    rate_p: float,
+    rate_c: float,
+    n: int,
+    seed: int = 1,
+) -> tuple[abtest.AbState, list]:
     rng = random.Random(seed)
     decisions = []
     for _ in range(n):
@@ -86,8 +92,9 @@ def test_a_weight_change_starts_a_new_experiment() -> None:
 
 
 def test_outcomes_before_the_change_are_not_counted() -> None:
-    view = ModelTypeView("m", {"v1.0": "production", "v1.1": "staging"},
-                         {"v1.0": 0.9, "v1.1": 0.1}, changed_at=T0)
+    view = ModelTypeView(
+        "m", {"v1.0": "production", "v1.1": "staging"}, {"v1.0": 0.9, "v1.1": 0.1}, changed_at=T0
+    )
     experiment = abtest.experiment_of(view)
     assert experiment is not None
     earlier = datetime(2026, 11, 26, 11, 59, tzinfo=UTC)
@@ -97,18 +104,27 @@ def test_outcomes_before_the_change_are_not_counted() -> None:
 
 def test_registry_view_follows_the_ramp_and_rollback() -> None:
     def event(kind: RegistryEventType, version: str, status: str, weights: dict[str, float]):
-        return RegistryEventOccurred(type=kind, model_type="m", version=version, status=status,
-                                     weights=weights)
+        return RegistryEventOccurred(
+            type=kind, model_type="m", version=version, status=status, weights=weights
+        )
 
-    view = apply_registry_event(None, event(RegistryEventType.VERSION_PROMOTED, "v1.0",
-                                            "production", {"v1.0": 1.0}))
+    view = apply_registry_event(
+        None, event(RegistryEventType.VERSION_PROMOTED, "v1.0", "production", {"v1.0": 1.0})
+    )
     assert view.production == "v1.0" and view.candidate is None
-    view = apply_registry_event(view, event(RegistryEventType.VERSION_REGISTERED, "v1.1",
-                                            "staging", {"v1.0": 0.9, "v1.1": 0.1}))
+    view = apply_registry_event(
+        view,
+        event(RegistryEventType.VERSION_REGISTERED, "v1.1", "staging", {"v1.0": 0.9, "v1.1": 0.1}),
+    )
     assert view.candidate == "v1.1" and view.changed_at is not None
-    view = apply_registry_event(view, event(RegistryEventType.VERSION_ROLLED_BACK, "v1.1",
-                                            "rolled_back", {"v1.0": 1.0, "v1.1": 0.0}))
+    view = apply_registry_event(
+        view,
+        event(
+            RegistryEventType.VERSION_ROLLED_BACK, "v1.1", "rolled_back", {"v1.0": 1.0, "v1.1": 0.0}
+        ),
+    )
     assert view.production == "v1.0" and view.candidate is None
-    rejected = RegistryEventOccurred(type=RegistryEventType.DEPLOYMENT_REJECTED, model_type="m",
-                                     version=None, weights={})
+    rejected = RegistryEventOccurred(
+        type=RegistryEventType.DEPLOYMENT_REJECTED, model_type="m", version=None, weights={}
+    )
     assert apply_registry_event(view, rejected) == view

@@ -22,8 +22,12 @@ from streams import processing
 from streams.processing import Output, StreamRules
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-RULES = StreamRules(retrain_sample_threshold=97, retrain_max_age_seconds=7 * 86_400.0,
-                    rollback_alpha=0.05, abtest_min_samples=200)
+RULES = StreamRules(
+    retrain_sample_threshold=97,
+    retrain_max_age_seconds=7 * 86_400.0,
+    rollback_alpha=0.05,
+    abtest_min_samples=200,
+)
 CATALOG = ModelTypeCatalog()
 TYPES = ("calling_score", "outcome_prediction")
 
@@ -46,10 +50,15 @@ def _outcomes(rng: random.Random, count: int) -> tuple[list[tuple[int, bytes]], 
         version = rng.choice(("v0.0", "v1.0"))
         day = NOW - timedelta(days=rng.randrange(3))
         event = {
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128))), "model_type": model_type,
-            "model_version": version, "subject_id": f"s{i}", "features": [0.5] * 23,
-            "prediction": rng.random(), "outcome_score": rng.random(),
-            "positive_outcome": rng.random() < 0.5, "occurred_at": day.isoformat(),
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "model_type": model_type,
+            "model_version": version,
+            "subject_id": f"s{i}",
+            "features": [0.5] * 23,
+            "prediction": rng.random(),
+            "outcome_score": rng.random(),
+            "positive_outcome": rng.random() < 0.5,
+            "occurred_at": day.isoformat(),
         }
         message = (partition, orjson.dumps(event))
         sent.append(message)
@@ -70,8 +79,14 @@ def _crash(durable: dict[str, Any], current: dict[str, Any], rng: random.Random)
     return survived
 
 
-def _run_with_crashes(messages: list[Any], step: Any, tables: list[dict[str, Any]],
-                      produced: list[Any], rng: random.Random, crashes: int) -> None:
+def _run_with_crashes(
+    messages: list[Any],
+    step: Any,
+    tables: list[dict[str, Any]],
+    produced: list[Any],
+    rng: random.Random,
+    crashes: int,
+) -> None:
     """Process messages in order; crash `crashes` times, resuming at the last commit.
 
     What was produced since the last commit loses a random suffix (unacknowledged sends).
@@ -91,7 +106,7 @@ def _run_with_crashes(messages: list[Any], step: Any, tables: list[dict[str, Any
                 survived = _crash(committed_tables[i], table, rng)
                 table.clear()
                 table.update(survived)
-            del produced[rng.randint(committed_produced, len(produced)):]
+            del produced[rng.randint(committed_produced, len(produced)) :]
             position = committed
 
 
@@ -106,8 +121,7 @@ def test_tables_equal_ground_truth_through_crashes(seed: int) -> None:
 
     def outcome_step(offset: int, message: tuple[int, bytes]) -> None:
         partition, value = message
-        result = processing.handle_outcome(value, partition, offset, seen, rejections, CATALOG,
-                                           NOW)
+        result = processing.handle_outcome(value, partition, offset, seen, rejections, CATALOG, NOW)
         if result.forward is not None:
             forwarded.append((partition, offset, result.forward))
 
@@ -121,8 +135,11 @@ def test_tables_equal_ground_truth_through_crashes(seed: int) -> None:
 
     def sample_step(_: int, message: tuple[int, int, bytes]) -> None:
         partition, offset, value = message
-        emitted.extend(processing.handle_sample(value, partition, offset, states, performance,
-                                                {}, RULES, 1000.0))
+        emitted.extend(
+            processing.handle_sample(
+                value, partition, offset, states, performance, {}, RULES, 1000.0
+            )
+        )
 
     _run_with_crashes(forwarded, sample_step, [states, performance], emitted, rng, crashes=3)
 
@@ -147,15 +164,24 @@ def test_poison_is_counted_per_reason_and_a_replay_does_not_recount() -> None:
         assert result.rejected is not None
     processing.handle_outcome(b"nope", 0, 0, seen, rejections, CATALOG, NOW)  # a replay
     assert processing.rejection_counts(rejections) == {
-        "invalid_json": 1, "schema": 1, "too_large": 1,
+        "invalid_json": 1,
+        "schema": 1,
+        "too_large": 1,
     }
 
 
 def test_schedule_fires_once_and_resets_the_counter() -> None:
     states: dict[str, Any] = {}
-    sample = {"event_id": "e1", "model_type": "calling_score", "model_version": "v0.0",
-              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
-              "positive_outcome": True, "occurred_at": "2026-11-26T12:00:00Z"}
+    sample = {
+        "event_id": "e1",
+        "model_type": "calling_score",
+        "model_version": "v0.0",
+        "features": [0.0] * 23,
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": "2026-11-26T12:00:00Z",
+    }
     processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, {}, RULES, 0.0)
     before = dict(states)
     week = RULES.retrain_max_age_seconds
@@ -170,10 +196,18 @@ def test_schedule_fires_once_and_resets_the_counter() -> None:
 
 def test_a_new_counter_lineage_follows_its_first_sample() -> None:
     """A crash that loses a new counter's first write must not change its command ids."""
-    sample = orjson.dumps({"event_id": "e1", "model_type": "calling_score",
-                           "model_version": "v0.0", "features": [0.0] * 23, "prediction": 0.5,
-                           "outcome_score": 0.5, "positive_outcome": True,
-                           "occurred_at": "2026-11-26T12:00:00Z"})
+    sample = orjson.dumps(
+        {
+            "event_id": "e1",
+            "model_type": "calling_score",
+            "model_version": "v0.0",
+            "features": [0.0] * 23,
+            "prediction": 0.5,
+            "outcome_score": 0.5,
+            "positive_outcome": True,
+            "occurred_at": "2026-11-26T12:00:00Z",
+        }
+    )
     rules_one = processing.StreamRules(1, RULES.retrain_max_age_seconds, 0.05, 200)
     first = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 0.0)
     again = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 5.0)
@@ -184,12 +218,23 @@ def test_a_new_counter_lineage_follows_its_first_sample() -> None:
 def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
     from streams.registry_view import ModelTypeView
 
-    view = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "staging"},
-                         {"v1.0": 0.9, "v1.1": 0.1}, changed_at=NOW - timedelta(hours=1))
+    view = ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "staging"},
+        {"v1.0": 0.9, "v1.1": 0.1},
+        changed_at=NOW - timedelta(hours=1),
+    )
     states: dict[str, Any] = {}
-    sample = {"event_id": "e", "model_type": "calling_score", "model_version": "v1.1",
-              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
-              "positive_outcome": True, "occurred_at": NOW.isoformat()}
+    sample = {
+        "event_id": "e",
+        "model_type": "calling_score",
+        "model_version": "v1.1",
+        "features": [0.0] * 23,
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": NOW.isoformat(),
+    }
     value = orjson.dumps(sample)
     processing.handle_sample(value, 0, 0, states, {}, {"calling_score": view}, RULES, 0.0)
     processing.handle_sample(value, 0, 1, states, {}, {}, RULES, 0.0, registry_known=False)
@@ -201,19 +246,35 @@ def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
 def test_the_threshold_waits_for_a_running_canary() -> None:
     from streams.registry_view import ModelTypeView
 
-    under_test = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "staging"},
-                               {"v1.0": 0.9, "v1.1": 0.1}, changed_at=NOW - timedelta(hours=1))
-    decided = ModelTypeView("calling_score", {"v1.0": "production", "v1.1": "rolled_back"},
-                            {"v1.0": 1.0}, changed_at=NOW)
+    under_test = ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "staging"},
+        {"v1.0": 0.9, "v1.1": 0.1},
+        changed_at=NOW - timedelta(hours=1),
+    )
+    decided = ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "rolled_back"},
+        {"v1.0": 1.0},
+        changed_at=NOW,
+    )
     states: dict[str, Any] = {}
     threshold = RULES.retrain_sample_threshold
 
     def sample(offset: int, view: ModelTypeView) -> list[processing.Emitted]:
-        event = {"event_id": f"e{offset}", "model_type": "calling_score", "model_version": "v1.0",
-                 "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
-                 "positive_outcome": True, "occurred_at": NOW.isoformat()}
-        emitted = processing.handle_sample(orjson.dumps(event), 0, offset, states, {},
-                                           {"calling_score": view}, RULES, 0.0)
+        event = {
+            "event_id": f"e{offset}",
+            "model_type": "calling_score",
+            "model_version": "v1.0",
+            "features": [0.0] * 23,
+            "prediction": 0.5,
+            "outcome_score": 0.5,
+            "positive_outcome": True,
+            "occurred_at": NOW.isoformat(),
+        }
+        emitted = processing.handle_sample(
+            orjson.dumps(event), 0, offset, states, {}, {"calling_score": view}, RULES, 0.0
+        )
         return [e for e in emitted if e.output is Output.RETRAIN]
 
     held = [e for offset in range(threshold + 10) for e in sample(offset, under_test)]
@@ -227,15 +288,24 @@ def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
     from streams.tables import ChangelogTable
 
     table = ChangelogTable()
-    sample = {"event_id": "e1", "model_type": "calling_score", "model_version": "v0.0",
-              "features": [0.0] * 23, "prediction": 0.5, "outcome_score": 0.5,
-              "positive_outcome": True, "occurred_at": "2026-11-26T12:00:00Z"}
+    sample = {
+        "event_id": "e1",
+        "model_type": "calling_score",
+        "model_version": "v0.0",
+        "features": [0.0] * 23,
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": "2026-11-26T12:00:00Z",
+    }
     processing.handle_sample(orjson.dumps(sample), 0, 0, table, {}, {}, RULES, 0.0)
     restored = ChangelogTable()
     for key, value in table.take_changed():
         restored.restore(key, value)
-    assert processing.samples_view(restored, "calling_score", 97) == \
-        processing.samples_view(table, "calling_score", 97)
-    assert processing.abtest_view(restored, "calling_score") == \
-        processing.abtest_view(table, "calling_score")
+    assert processing.samples_view(restored, "calling_score", 97) == processing.samples_view(
+        table, "calling_score", 97
+    )
+    assert processing.abtest_view(restored, "calling_score") == processing.abtest_view(
+        table, "calling_score"
+    )
     assert table.take_changed() is not None and not table.changed

@@ -40,8 +40,13 @@ DLQ_HEADERS = {"error.reason", "error.detail", "source.topic", "source.partition
 def _workers(bootstrap: str, prefix: str, tmp_path: Path, count: int) -> list[StreamsWorker]:
     port = free_port(count)
     return [
-        StreamsWorker(bootstrap, prefix, port + i, tmp_path / f"worker-{i}",
-                      RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(THRESHOLD))
+        StreamsWorker(
+            bootstrap,
+            prefix,
+            port + i,
+            tmp_path / f"worker-{i}",
+            RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(THRESHOLD),
+        )
         for i in range(count)
     ]
 
@@ -86,8 +91,9 @@ def _assert_outputs(bootstrap: str, topics: Topics, truth: GroundTruth) -> dict[
     command_ids = {orjson.loads(m.value())["command_id"] for m in commands}
     assert len(command_ids) == truth.retrain_commands(THRESHOLD)
     dead = read_topic(bootstrap, topics.outcome_events_dlq)
-    positions = {(dict(m.headers())["source.partition"], dict(m.headers())["source.offset"])
-                 for m in dead}
+    positions = {
+        (dict(m.headers())["source.partition"], dict(m.headers())["source.offset"]) for m in dead
+    }
     assert len(positions) == truth.invalid
     assert all(DLQ_HEADERS <= {k for k, _ in m.headers()} for m in dead)
     return {
@@ -102,8 +108,9 @@ def _assert_outputs(bootstrap: str, topics: Topics, truth: GroundTruth) -> dict[
 def test_two_workers_four_partitions_equal_ground_truth(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
-    messages, truth = outcome_events(int(os.environ.get("RELEARN_STREAMS_TEST_EVENTS", "4000")),
-                                     seed=7)
+    messages, truth = outcome_events(
+        int(os.environ.get("RELEARN_STREAMS_TEST_EVENTS", "4000")), seed=7
+    )
     workers = _workers(kafka_bootstrap, topic_prefix, tmp_path, 2)
     try:
         for worker in workers:
@@ -113,20 +120,27 @@ def test_two_workers_four_partitions_equal_ground_truth(
         # Traffic starts once both workers share the partitions: a rebalance in the middle of
         # traffic is the churn scenario of tests/chaos (an open streams issue, RELIABILITY.md).
         group = f"{topic_prefix}relearn-streams"
-        wait_until(lambda: group_members_with_partitions(kafka_bootstrap, group) == 2, 90,
-                   "the two workers never shared the partitions")
+        wait_until(
+            lambda: group_members_with_partitions(kafka_bootstrap, group) == 2,
+            90,
+            "the two workers never shared the partitions",
+        )
         produce(kafka_bootstrap, topics.outcome_events, messages)
         wait_until(lambda: _all_counted(workers[0], truth), 90, "events not all counted")
         for worker in workers:  # whichever worker is asked answers for all partitions
             _assert_tables_equal_truth(worker, truth)
         report = _assert_outputs(kafka_bootstrap, topics, truth)
         # Poison never stalls a partition: everything, poison included, gets committed.
-        wait_until(lambda: consumer_lag(kafka_bootstrap, group, topics.outcome_events) == 0, 60,
-                   "outcome-events lag did not return to 0")
+        wait_until(
+            lambda: consumer_lag(kafka_bootstrap, group, topics.outcome_events) == 0,
+            60,
+            "outcome-events lag did not return to 0",
+        )
         reasons = ("invalid_json", "schema", "unknown_model_type", "too_large")
         for worker in workers:  # /rejections too answers for every partition
-            counts = wait_until(lambda w=worker: get_json(f"{w.url}/rejections"), 30,
-                                "no rejection counts")
+            counts = wait_until(
+                lambda w=worker: get_json(f"{w.url}/rejections"), 30, "no rejection counts"
+            )
             assert sum(counts.get(r, 0) for r in reasons) == truth.invalid, counts
         print("two workers:", report)
     finally:
@@ -148,7 +162,7 @@ def test_sigkill_recovery_loses_and_double_counts_nothing(
         chunk = max(1, int(rate / 10))
         for start in range(0, len(messages), chunk):
             began = time.monotonic()
-            produce(kafka_bootstrap, topics.outcome_events, messages[start:start + chunk])
+            produce(kafka_bootstrap, topics.outcome_events, messages[start : start + chunk])
             time.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
 
     producer = threading.Thread(target=produce_at_rate, daemon=True)
@@ -162,12 +176,18 @@ def test_sigkill_recovery_loses_and_double_counts_nothing(
             worker.start()
             worker.wait_web()
         producer.join()
-        wait_until(lambda: _all_counted(worker, truth), max(180, events / 150),
-                   "events not all counted")
+        wait_until(
+            lambda: _all_counted(worker, truth), max(180, events / 150), "events not all counted"
+        )
         _assert_tables_equal_truth(worker, truth)
         report: dict[str, Any] = _assert_outputs(kafka_bootstrap, topics, truth)
-        report.update(events=events, kills=kills, valid=len(truth.valid_ids),
-                      duplicates=truth.duplicates, invalid=truth.invalid)
+        report.update(
+            events=events,
+            kills=kills,
+            valid=len(truth.valid_ids),
+            duplicates=truth.duplicates,
+            invalid=truth.invalid,
+        )
         print("sigkill recovery:", report)
     finally:
         worker.stop()
@@ -179,20 +199,30 @@ def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
     """Max age ~2 s, checked every 0.5 s: one `schedule` command per model type with samples,
     none while no new sample arrives, and the last-retrain time is kept across a restart."""
     messages, truth = outcome_events(40, seed=11, duplicate_rate=0.0, invalid_rate=0.0)
-    worker = StreamsWorker(kafka_bootstrap, topic_prefix, free_port(), tmp_path / "worker",
-                           RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
-                           RELEARN_RETRAIN_MAX_AGE_DAYS=str(2.0 / 86_400),
-                           RELEARN_SCHEDULE_CHECK_SECONDS="0.5")
+    worker = StreamsWorker(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "worker",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
+        RELEARN_RETRAIN_MAX_AGE_DAYS=str(2.0 / 86_400),
+        RELEARN_SCHEDULE_CHECK_SECONDS="0.5",
+    )
     try:
         worker.start().wait_web()
         produce(kafka_bootstrap, topics.outcome_events, messages)
 
         def schedule_commands() -> list[dict[str, Any]]:
-            return [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap,
-                                                                 topics.retrain_commands)]
+            return [
+                orjson.loads(m.value())
+                for m in read_topic(kafka_bootstrap, topics.retrain_commands)
+            ]
 
-        wait_until(lambda: len(schedule_commands()) == len(truth.per_type), 60,
-                   "no schedule command for every model type")
+        wait_until(
+            lambda: len(schedule_commands()) == len(truth.per_type),
+            60,
+            "no schedule command for every model type",
+        )
         time.sleep(4)  # two more max ages pass without a new sample: nothing more is sent
         commands = schedule_commands()
         assert sorted(c["model_type"] for c in commands) == sorted(truth.per_type)
@@ -203,10 +233,13 @@ def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
 
         worker.stop()
         worker.start().wait_web()
-        after = {t: wait_until(lambda t=t: get_json(f"{worker.url}/samples/{t}"), 30, "view")
-                 for t in truth.per_type}
-        assert {t: v["last_retrain_at"] for t, v in after.items()} == \
-            {t: v["last_retrain_at"] for t, v in before.items()}
+        after = {
+            t: wait_until(lambda t=t: get_json(f"{worker.url}/samples/{t}"), 30, "view")
+            for t in truth.per_type
+        }
+        assert {t: v["last_retrain_at"] for t, v in after.items()} == {
+            t: v["last_retrain_at"] for t, v in before.items()
+        }
         assert len(schedule_commands()) == len(truth.per_type)
     finally:
         worker.stop()
