@@ -156,7 +156,8 @@ def summarize_profile(path: Path) -> str:
         if not frames[0].startswith("_run_module_as_main"):
             continue
         total += int(count)
-        names = {frame.split(" (")[0] for frame in frames}
+        # py-spy names methods "Class.method": match on the function's own name
+        names = {frame.split(" (")[0].rpartition(".")[2] for frame in frames}
         for key in wanted:
             if key in names:
                 shares[key] += int(count)
