@@ -7,7 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from bus.clients import make_consumer, watermark_offsets
 
@@ -35,19 +35,50 @@ class TopicTail(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
-    def _partitions(self, consumer: object) -> list[TopicPartition]:
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
         while not self._stop_event.is_set():
-            metadata = consumer.list_topics(timeout=10)  # type: ignore[attr-defined]
+            metadata = consumer.list_topics(timeout=10)
             found = [metadata.topics.get(topic) for topic in self.topics]
             if all(t is not None and t.error is None and t.partitions for t in found):
                 return [
                     TopicPartition(topic, partition, OFFSET_BEGINNING)
                     for topic, meta in zip(self.topics, found, strict=True)
-                    for partition in sorted(meta.partitions)  # type: ignore[union-attr]
+                    for partition in sorted(meta.partitions)
                 ]
             log.info("%s: waiting for topics %s to exist", self.name, self.topics)
             self._stop_event.wait(1.0)
         return []
+
+    def _start(self, consumer: Consumer) -> dict[tuple[str, int], int]:
+        """Assign every partition from the beginning; the end offsets to catch up to. Retried
+        while the cluster does not answer: a tail that gave up would leave its view stale for
+        the rest of the process's life."""
+        while not self._stop_event.is_set():
+            try:
+                assigned = self._partitions(consumer)
+                if not assigned:
+                    return {}
+                ends = {
+                    (tp.topic, tp.partition): watermark_offsets(consumer, tp)[1] for tp in assigned
+                }
+                consumer.assign(assigned)
+                return ends
+            except Exception as exc:  # noqa: BLE001 - the broker may be down or electing
+                log.warning("%s: cannot start following %s yet (%s)", self.name, self.topics, exc)
+                self._stop_event.wait(2.0)
+        return {}
+
+    def _apply(self, message: Message) -> None:
+        try:
+            self.apply(message.topic() or "", message.key(), message.value())
+        except Exception:  # noqa: BLE001 - one unreadable record must not end the view
+            log.exception(
+                "%s: record skipped topic=%s partition=%s offset=%s",
+                self.name,
+                message.topic(),
+                message.partition(),
+                message.offset(),
+            )
 
     def run(self) -> None:
         consumer = make_consumer(
@@ -56,11 +87,9 @@ class TopicTail(threading.Thread):
             **{"enable.auto.commit": False, "fetch.wait.max.ms": 50},
         )
         try:
-            assigned = self._partitions(consumer)
-            if not assigned:
+            ends = self._start(consumer)
+            if not ends:
                 return
-            ends = {(tp.topic, tp.partition): watermark_offsets(consumer, tp)[1] for tp in assigned}
-            consumer.assign(assigned)
             while not self._stop_event.is_set():
                 for message in consumer.consume(5_000, timeout=0.2):
                     error = message.error()
@@ -68,7 +97,7 @@ class TopicTail(threading.Thread):
                         if error.code() != KafkaError._PARTITION_EOF:
                             log.warning("%s: read error %s", self.name, error)
                         continue
-                    self.apply(message.topic() or "", message.key(), message.value())
+                    self._apply(message)
                     self.records += 1
                 if not self.caught_up:
                     positions = consumer.position([TopicPartition(t, p) for (t, p) in ends])
