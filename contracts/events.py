@@ -14,10 +14,18 @@ VERSION_PATTERN = r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 
 
+# The largest magnitude a prediction or feature may have: far beyond any real score or feature,
+# and small enough that the A/B test's sums of fourth powers stay finite.
+MAX_MAGNITUDE = 1e15
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (RFC 3339)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC year
+        raise ValueError("timestamp is out of range in UTC") from None
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_aware_utc)]
@@ -64,8 +72,8 @@ class TrainingSampleForwarded(_Internal):
     model_type: str
     model_version: str
     features: list[float]
-    prediction: float
-    outcome_score: float
+    prediction: float = Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
 

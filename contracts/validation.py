@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from contracts.events import OutcomeEvent
+from contracts.events import MAX_MAGNITUDE, OutcomeEvent
 from contracts.model_types import ModelTypeCatalog
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -23,6 +23,7 @@ class RejectReason(StrEnum):
     UNKNOWN_MODEL_TYPE = "unknown_model_type"
     FEATURE_COUNT = "feature_count"
     NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_LARGE = "too_large"
 
@@ -77,6 +78,11 @@ def check_outcome(event: OutcomeEvent, catalog: ModelTypeCatalog, now: datetime)
         )
     if not (math.isfinite(event.prediction) and all(map(math.isfinite, event.features))):
         raise OutcomeRejected(RejectReason.NON_FINITE, "features and prediction must be finite")
+    if max(abs(event.prediction), *map(abs, event.features)) > MAX_MAGNITUDE:
+        raise OutcomeRejected(
+            RejectReason.OUT_OF_RANGE,
+            f"features and prediction must lie within +-{MAX_MAGNITUDE:g}",
+        )
     if len(event.features) != spec.feature_count:
         raise OutcomeRejected(
             RejectReason.FEATURE_COUNT,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.events import MAX_MAGNITUDE
 from contracts.model_types import ModelTypeCatalog
 from contracts.validation import MAX_MESSAGE_BYTES, OutcomeRejected, RejectReason, validate_outcome
 
@@ -90,6 +91,13 @@ def test_malformed_payloads(raw: bytes, reason: RejectReason) -> None:
         ({"features": [0.1] * 24}, RejectReason.FEATURE_COUNT),
         ({"occurred_at": "2026-11-26T12:05:01Z"}, RejectReason.FUTURE_TIMESTAMP),
         ({"occurred_at": "2099-01-01T00:00:00Z"}, RejectReason.FUTURE_TIMESTAMP),
+        # no UTC year for these: it used to escape as an OverflowError and crash the worker
+        ({"occurred_at": "0001-01-01T00:00:00+01:00"}, RejectReason.SCHEMA),
+        ({"occurred_at": "9999-12-31T23:59:59-01:00"}, RejectReason.SCHEMA),
+        # finite but too large: its square overflowed in the A/B test and crashed the worker
+        ({"prediction": 1e200}, RejectReason.OUT_OF_RANGE),
+        ({"prediction": -1.5e15}, RejectReason.OUT_OF_RANGE),
+        ({"features": [0.1] * 22 + [2e15]}, RejectReason.OUT_OF_RANGE),
     ],
 )
 def test_each_rule_has_its_reason(changes: dict, reason: RejectReason) -> None:
@@ -169,11 +177,11 @@ def test_random_values_in_every_field_only_raise_the_validation_error(event: dic
 
 @settings(max_examples=200, deadline=None)
 @given(
-    prediction=st.floats(allow_nan=False, allow_infinity=False),
+    prediction=st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE),
     outcome_score=st.floats(0.0, 1.0),
     microsecond=st.integers(0, 999_999),
     offset_hours=st.integers(-12, 12),
-    features=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=23, max_size=23),
+    features=st.lists(st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE), min_size=23, max_size=23),
 )
 def test_the_fast_forward_json_means_what_the_model_serializes(
     prediction: float,

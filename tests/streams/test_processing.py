@@ -309,3 +309,36 @@ def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
         table, "calling_score"
     )
     assert table.take_changed() is not None and not table.changed
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"prediction": 1e200}, {"outcome_score": 7.0}, {"occurred_at": "9999-12-31T23:59:59-01:00"}],
+)
+def test_a_forwarded_sample_out_of_range_is_malformed_not_a_crash(changes: dict) -> None:
+    """Under a running A/B test a prediction of 1e200 overflowed (its square) and crashed the
+    worker on every restart; such a record on training-samples is poison, dead-lettered."""
+    from streams.registry_view import ModelTypeView
+
+    under_test = ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "staging"},
+        {"v1.0": 0.9, "v1.1": 0.1},
+        changed_at=NOW - timedelta(hours=1),
+    )
+    sample = {
+        "event_id": "e",
+        "model_type": "calling_score",
+        "model_version": "v1.1",
+        "features": [0.0] * 23,
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": NOW.isoformat(),
+        **changes,
+    }
+    states: dict[str, Any] = {}
+    views = {"calling_score": under_test}
+    with pytest.raises(processing.MalformedSample):
+        processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, views, RULES, 0.0)
+    assert states == {}
