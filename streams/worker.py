@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400.0
 MAX_BATCH = 5_000
 DETAIL_LIMIT = 4096
+# A dead letter keeps the value unchanged up to this size. Larger values (only a compressing
+# producer gets them past the broker's 1 MB limit) are cut: unsendable whole, and garbage anyway.
+DEAD_LETTER_VALUE_LIMIT = 256 * 1024
 
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -48,14 +51,32 @@ def _header(headers: Any, name: str) -> bytes | None:
     return None
 
 
-def _dead_letter_headers(message: Message, reason: str, detail: str) -> Headers:
-    return [
+def _source_position(headers: Any) -> tuple[int, int] | None:
+    """(partition, offset) of the outcome event a forwarded sample came from, if it says."""
+    partition = _header(headers, SOURCE_PARTITION_HEADER)
+    offset = _header(headers, SOURCE_OFFSET_HEADER)
+    if partition is None or offset is None:
+        return None
+    try:
+        return int(partition), int(offset)
+    except ValueError:
+        return None
+
+
+def _dead_letter(message: Message, reason: str, detail: str) -> tuple[bytes | None, Headers]:
+    """The value and headers of a dead letter for `message`."""
+    value = message.value()
+    headers: Headers = [
         ("error.reason", reason.encode()),
         ("error.detail", detail.encode()[:DETAIL_LIMIT]),
         ("source.topic", (message.topic() or "").encode()),
         ("source.partition", str(message.partition()).encode()),
         ("source.offset", str(message.offset()).encode()),
     ]
+    if value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT:
+        headers.append(("error.truncated_from", str(len(value)).encode()))
+        value = value[:DEAD_LETTER_VALUE_LIMIT]
+    return value, headers
 
 
 class Worker:
@@ -97,6 +118,9 @@ class Worker:
         self.delivered_seen: dict[int, int] = {}
         self.events_processed = 0
         self.fatal_error: str | None = None  # set when a client error ends the worker
+        # Set when processed work may not be durable (a batch cut short, a delivery that
+        # failed): from then on nothing is committed, and the next owner replays.
+        self.commits_refused: str | None = None
         self.last_commit = time.monotonic()
         self.last_schedule_check = time.monotonic()
         self._consumer: Consumer | None = None
@@ -131,6 +155,7 @@ class Worker:
                 # Never give up on a message: a broker outage blocks the next commit instead.
                 "message.timeout.ms": 0,
                 "error_cb": self._on_client_error,
+                "on_delivery": self._on_delivery,
             },
         )
         self._restorer = make_consumer(
@@ -175,6 +200,11 @@ class Worker:
                 ):
                     self._commit()
             self._commit()
+        except BaseException as exc:
+            # Closing the consumer below revokes its partitions, which commits: not now, the
+            # batch that failed has positions without their table writes.
+            self._refuse_commits(f"the batch loop failed: {exc!r}")
+            raise
         finally:
             log.info("streams worker leaving the group")
             self._consumer.close()
@@ -188,10 +218,26 @@ class Worker:
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
             log.error("fatal Kafka client error, stopping: %s", error)
+            self._refuse_commits(f"fatal client error: {error}")
             self.fatal_error = str(error)
             self._stopping.set()
         else:
             log.warning("Kafka client: %s", error)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """Every produced message ends here (from poll/flush): a failed one means a forward,
+        command or changelog record is missing, so the source offsets must not be committed."""
+        if error is None:
+            return
+        log.error("delivery to %s failed, stopping: %s", message.topic(), error)
+        self._refuse_commits(f"delivery to {message.topic()} failed: {error}")
+        self.fatal_error = str(error)
+        self._stopping.set()
+
+    def _refuse_commits(self, why: str) -> None:
+        if self.commits_refused is None:
+            log.error("no more offset commits from this worker (the next owner replays): %s", why)
+            self.commits_refused = why
 
     def _ensure_changelog_topics(self) -> None:
         configs = {
@@ -343,12 +389,10 @@ class Worker:
                 result.rejected.reason.value,
                 result.rejected.detail,
             )
-            self._produce(
-                self.topics.outcome_events_dlq,
-                message.key(),
-                message.value(),
-                _dead_letter_headers(message, result.rejected.reason.value, result.rejected.detail),
+            value, headers = _dead_letter(
+                message, result.rejected.reason.value, result.rejected.detail
             )
+            self._produce(self.topics.outcome_events_dlq, message.key(), value, headers)
         elif result.forward is not None:
             self._produce(
                 self.topics.training_samples,
@@ -361,12 +405,10 @@ class Worker:
             )
 
     def _on_sample(self, message: Message, partition: int, clock: float) -> bool:
-        headers = message.headers()
-        source_partition = _header(headers, SOURCE_PARTITION_HEADER)
-        source_offset = _header(headers, SOURCE_OFFSET_HEADER)
-        if source_partition is None or source_offset is None:
+        source = _source_position(message.headers())
+        if source is None:
             log.warning(
-                "training sample without source headers skipped: partition=%s offset=%s",
+                "training sample without readable source headers skipped: partition=%s offset=%s",
                 partition,
                 message.offset(),
             )
@@ -374,8 +416,7 @@ class Worker:
         try:
             emitted = processing.handle_sample(
                 message.value() or b"",
-                int(source_partition),
-                int(source_offset),
+                *source,
                 self.states[partition],
                 self.performance[partition],
                 self.follower.views,
@@ -390,12 +431,8 @@ class Worker:
                 message.offset(),
                 exc,
             )
-            self._produce(
-                self.topics.internal_dlq,
-                message.key(),
-                message.value(),
-                _dead_letter_headers(message, "schema", str(exc)),
-            )
+            value, headers = _dead_letter(message, "schema", str(exc))
+            self._produce(self.topics.internal_dlq, message.key(), value, headers)
             return False
         self._send(emitted)
         return bool(emitted)
@@ -436,7 +473,10 @@ class Worker:
                 seen_topic, key, value, None, partition=partition, on_delivery=self._seen_delivered
             )
         if commands_emitted and not self._flush():
-            return  # stopping: the state must not reach the changelog before its commands
+            # stopping: the state must not reach the changelog before its commands, and the
+            # offsets must not be committed without the state
+            self._refuse_commits("stopped before the batch's state reached its changelogs")
+            return
         for name, by_partition in (
             (tables.REJECTIONS, self.rejections),
             (tables.MODEL_TYPES, self.states),
@@ -449,9 +489,11 @@ class Worker:
         self._producer.poll(0)
 
     def _seen_delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-            self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1), offset)
+        if error is not None:
+            self._on_delivery(error, message)
+            return
+        partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+        self.delivered_seen[partition] = max(self.delivered_seen.get(partition, -1), offset)
 
     def _flush(self) -> bool:
         """Wait until the broker has every message produced so far; False if stopping first
@@ -465,32 +507,34 @@ class Worker:
         return True
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
-        """Flush, checkpoint the local dedupe stores, then commit the consumed offsets."""
+        """Flush, commit the consumed offsets, then checkpoint the local dedupe stores."""
         assert self._consumer is not None
-        if not self._flush():
-            return
+        if self.commits_refused or not self._flush() or self.commits_refused:
+            return  # (flushing runs the delivery callbacks: a failure refuses commits)
         # Only what changed since the last commit: an idle worker writes and commits nothing.
-        for partition, offset in self.delivered_seen.items():
-            store = self.seen.get(partition)
-            if store is not None:
-                store.set_checkpoint(offset + 1)
-        self.delivered_seen.clear()
         due = {
             key: offset
             for key, offset in self.positions.items()
             if (only is None or key in only) and self.committed.get(key) != offset
         }
         self.last_commit = time.monotonic()
-        if not due:
-            return
-        try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, offset) for (t, p), offset in due.items()],
-                asynchronous=False,
-            )
-            self.committed.update(due)
-        except KafkaException as exc:  # e.g. a rebalance is under way: the next owner replays
-            log.warning("offset commit failed (%s); the work is replayed idempotently", exc)
+        if due:
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, offset) for (t, p), offset in due.items()],
+                    asynchronous=False,
+                )
+                self.committed.update(due)
+            except KafkaException as exc:  # e.g. a rebalance is under way: the next owner replays
+                log.warning("offset commit failed (%s); the work is replayed idempotently", exc)
+                return
+        # Only after a commit that held: a worker that lost its partitions (its commit fails)
+        # must not checkpoint past changelog records that the new owner wrote meanwhile.
+        for partition, offset in self.delivered_seen.items():
+            store = self.seen.get(partition)
+            if store is not None:
+                store.set_checkpoint(offset + 1)
+        self.delivered_seen.clear()
 
     def _maybe_check_schedule(self) -> None:
         now = time.monotonic()

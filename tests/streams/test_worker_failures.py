@@ -1,0 +1,127 @@
+"""A worker whose batch fails half-way must commit none of it: the next owner replays it.
+
+The worker runs in this process (so a failure can be injected into its rules); the worker that
+recovers is a real `relearn streams` process, compared with the ground truth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
+
+from bus.admin import create_topics
+from bus.clients import make_admin, make_consumer
+from contracts.topics import Topics
+from streams import processing
+from streams.settings import StreamsSettings
+from streams.testing import outcome_events
+from streams.worker import Worker
+from tests.conftest import free_port
+from tests.streams.harness import produce, wait_until
+from tests.streams.test_streams_on_broker import (
+    THRESHOLD,
+    _all_counted,
+    _assert_tables_equal_truth,
+    _workers,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    consumer = make_consumer(bootstrap, group, **{"enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 30)
+        return [tp.offset for tp in found]
+    finally:
+        consumer.close()
+
+
+def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_exactly(
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
+    messages, truth = outcome_events(3_000, seed=43, invalid_rate=0.01, duplicate_rate=0.02)
+    produce(kafka_bootstrap, topics.outcome_events, messages)
+
+    real_handle_outcome = processing.handle_outcome
+    calls = itertools.count()
+
+    def fails_at_the_1500th(*args: Any, **kwargs: Any) -> processing.OutcomeResult:
+        if next(calls) == 1_500:
+            raise RuntimeError("injected failure in the middle of a batch")
+        return real_handle_outcome(*args, **kwargs)
+
+    monkeypatch.setattr(processing, "handle_outcome", fails_at_the_1500th)
+    settings = StreamsSettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        streams_data_dir=tmp_path / "failing",
+        streams_web_port=free_port(),
+        retrain_sample_threshold=THRESHOLD,
+        streams_commit_interval_seconds=3_600,  # only leaving the group would commit
+    )
+    failing = Worker(settings)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        failing.run()
+    # Closing the consumer revoked its partitions; that used to commit the failed batch's
+    # positions without their dedupe and table writes.
+    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events, 4)
+    assert all(offset < 0 for offset in offsets), offsets
+    assert failing.commits_refused and "injected failure" in failing.commits_refused
+
+    monkeypatch.setattr(processing, "handle_outcome", real_handle_outcome)
+    (recovering,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
+    try:
+        recovering.start().wait_web()
+        wait_until(lambda: _all_counted(recovering, truth), 90, "not all counted after replay")
+        _assert_tables_equal_truth(recovering, truth)
+    finally:
+        recovering.stop()
+
+
+def test_a_forward_the_broker_refuses_stops_the_worker_without_committing(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
+    # training-samples takes no record at all now: every forward's delivery fails
+    limit = ConfigEntry("max.message.bytes", "50", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(
+        ResourceType.TOPIC, topics.training_samples, incremental_configs=[limit]
+    )
+    admin = make_admin(kafka_bootstrap)  # kept alive until the change is done
+    for done in admin.incremental_alter_configs([resource]).values():
+        done.result(30)
+    messages, _ = outcome_events(500, seed=47, invalid_rate=0.0, duplicate_rate=0.0)
+    produce(kafka_bootstrap, topics.outcome_events, messages)
+    settings = StreamsSettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        streams_data_dir=tmp_path / "refused",
+        streams_web_port=free_port(),
+        streams_commit_interval_seconds=0.2,
+    )
+    worker = Worker(settings)
+    finished = threading.Thread(target=worker.run, daemon=True)
+    finished.start()
+    finished.join(60)
+    assert not finished.is_alive(), "the worker went on although its forwards were refused"
+    # Without delivery reports the flush saw an empty queue and committed: 500 events lost.
+    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events, 4)
+    assert all(offset < 0 for offset in offsets), offsets
+    assert worker.fatal_error and worker.commits_refused
