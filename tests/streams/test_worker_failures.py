@@ -21,14 +21,14 @@ from confluent_kafka.admin import (
 )
 
 from bus.admin import create_topics
-from bus.clients import make_admin, make_consumer
+from bus.clients import make_admin, make_consumer, make_producer
 from contracts.topics import Topics
 from streams import processing
 from streams.settings import StreamsSettings
 from streams.testing import outcome_events
 from streams.worker import Worker
 from tests.conftest import free_port
-from tests.streams.harness import produce, wait_until
+from tests.streams.harness import produce, read_topic, wait_until
 from tests.streams.test_streams_on_broker import (
     THRESHOLD,
     _all_counted,
@@ -125,3 +125,39 @@ def test_a_forward_the_broker_refuses_stops_the_worker_without_committing(
     offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events, 4)
     assert all(offset < 0 for offset in offsets), offsets
     assert worker.fatal_error and worker.commits_refused
+
+
+def test_poison_too_large_to_dead_letter_whole_and_unreadable_source_headers_do_not_stop_it(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
+    messages, truth = outcome_events(1_000, seed=53, invalid_rate=0.0, duplicate_rate=0.0)
+    huge = b'{"model_type": "calling_score", "pad": "' + b" " * 3_000_000 + b'"}'
+    # compressed, 3 MB of spaces get past the broker's 1 MB limit; uncompressed they cannot
+    # be produced again, so the dead letter keeps the first part of the value only
+    producer = make_producer(kafka_bootstrap, **{"message.max.bytes": 10_000_000})
+    producer.produce(topics.outcome_events, huge, b"calling_score", partition=0)
+    for partition in range(4):
+        producer.produce(
+            topics.training_samples,
+            messages[0][1],
+            b"calling_score",
+            partition=partition,
+            headers=[("source.partition", b"zero"), ("source.offset", b"-")],
+        )
+    assert producer.flush(30) == 0
+    produce(kafka_bootstrap, topics.outcome_events, messages)
+    (worker,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
+    try:
+        worker.start().wait_web()
+        wait_until(lambda: _all_counted(worker, truth), 90, "good events not all counted")
+        _assert_tables_equal_truth(worker, truth)
+        dead = read_topic(kafka_bootstrap, topics.outcome_events_dlq)
+        assert len(dead) == 1
+        headers = dict(dead[0].headers())
+        assert headers["error.reason"] == b"too_large"
+        assert headers["error.truncated_from"] == str(len(huge)).encode()
+        assert dead[0].value() == huge[: len(dead[0].value())]
+        assert worker.process is not None and worker.process.poll() is None
+    finally:
+        worker.stop()
