@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from bus.clients import make_consumer
+from bus.dead_letters import dead_letter
 from contracts.events import ModelDeployed, RegistryCommandIssued
 from registry.errors import RegistryError
 from registry.metrics import RegistryMetrics
@@ -84,7 +85,7 @@ def handle_registry_command(service: RegistryService, raw: bytes | None) -> None
 
 
 class DeadLetters:
-    """Sends a record, unchanged, to the internal DLQ with error.* and source.* headers."""
+    """Sends a record to the internal DLQ with error.* and source.* headers (`bus.dead_letters`)."""
 
     def __init__(self, producer: Producer, topic: str, metrics: RegistryMetrics) -> None:
         self._producer = producer
@@ -92,16 +93,8 @@ class DeadLetters:
         self._metrics = metrics
 
     def send(self, message: Message, reason: str, detail: str) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("error.reason", reason.encode()),
-            ("error.detail", detail.encode()[:4000]),
-            ("source.topic", (message.topic() or "").encode()),
-            ("source.partition", str(message.partition()).encode()),
-            ("source.offset", str(message.offset()).encode()),
-        ]
-        self._producer.produce(
-            self._topic, key=message.key(), value=message.value(), headers=headers
-        )
+        value, headers = dead_letter(message, reason, detail)
+        self._producer.produce(self._topic, key=message.key(), value=value, headers=headers)
         if self._producer.flush(30) > 0:
             raise RuntimeError(f"dead letter for {message.topic()} not delivered")
         self._metrics.dead_letters.labels(message.topic() or "", reason).inc()

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from bus.admin import ensure_topics
 from bus.clients import make_consumer, make_producer
+from bus.dead_letters import Headers, dead_letter
 from contracts.model_types import ModelTypeCatalog
 from streams import processing, rules, tables
 from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, Output
@@ -34,13 +35,6 @@ log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400.0
 MAX_BATCH = 5_000
-DETAIL_LIMIT = 4096
-# A dead letter keeps the value unchanged up to this size. Larger values (only a compressing
-# producer gets them past the broker's 1 MB limit) are cut: unsendable whole, and garbage anyway.
-DEAD_LETTER_VALUE_LIMIT = 256 * 1024
-
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 def _header(headers: Any, name: str) -> bytes | None:
@@ -61,22 +55,6 @@ def _source_position(headers: Any) -> tuple[int, int] | None:
         return int(partition), int(offset)
     except ValueError:
         return None
-
-
-def _dead_letter(message: Message, reason: str, detail: str) -> tuple[bytes | None, Headers]:
-    """The value and headers of a dead letter for `message`."""
-    value = message.value()
-    headers: Headers = [
-        ("error.reason", reason.encode()),
-        ("error.detail", detail.encode()[:DETAIL_LIMIT]),
-        ("source.topic", (message.topic() or "").encode()),
-        ("source.partition", str(message.partition()).encode()),
-        ("source.offset", str(message.offset()).encode()),
-    ]
-    if value is not None and len(value) > DEAD_LETTER_VALUE_LIMIT:
-        headers.append(("error.truncated_from", str(len(value)).encode()))
-        value = value[:DEAD_LETTER_VALUE_LIMIT]
-    return value, headers
 
 
 class Worker:
@@ -389,7 +367,7 @@ class Worker:
                 result.rejected.reason.value,
                 result.rejected.detail,
             )
-            value, headers = _dead_letter(
+            value, headers = dead_letter(
                 message, result.rejected.reason.value, result.rejected.detail
             )
             self._produce(self.topics.outcome_events_dlq, message.key(), value, headers)
@@ -431,7 +409,7 @@ class Worker:
                 message.offset(),
                 exc,
             )
-            value, headers = _dead_letter(message, "schema", str(exc))
+            value, headers = dead_letter(message, "schema", str(exc))
             self._produce(self.topics.internal_dlq, message.key(), value, headers)
             return False
         self._send(emitted)
