@@ -181,10 +181,13 @@ def read_changelog(
     start: int,
     apply: Callable[[list[tuple[bytes, bytes | None]]], None],
     timeout: float = 300.0,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Apply the records of one changelog partition from `start` to its current end.
 
-    Returns the end offset reached (the next offset to read next time).
+    Returns the end offset reached (the next offset to read next time). `progress` is told the
+    next offset after every applied batch: a restore cut short (a crash, the timeout) resumes
+    from there instead of from `start`.
     """
     tp = TopicPartition(topic, partition)
     low, high = watermark_offsets(consumer, tp)
@@ -210,6 +213,8 @@ def read_changelog(
             if records:
                 apply(records)
                 restored += len(records)
+                if progress is not None:
+                    progress(last + 1)
             position = consumer.position([TopicPartition(topic, partition)])[0].offset
             if last >= high - 1 or position >= high:
                 log.info(

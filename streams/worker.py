@@ -263,6 +263,7 @@ class Worker:
             partition,
             store.checkpoint,
             store.restore_batch,
+            progress=store.set_checkpoint,
         )
         store.set_checkpoint(end)
         self.seen[partition] = store

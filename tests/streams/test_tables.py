@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.tables import SeenEventIds
+import pytest
+
+from bus.admin import ensure_topics
+from bus.clients import make_consumer, make_producer
+from streams.tables import SeenEventIds, read_changelog
 
 WINDOW = 3_600
 
@@ -64,3 +68,40 @@ def test_restored_records_are_found_and_a_batch_reads_its_own_writes(tmp_path: P
     assert (store.get("a"), store.get("c")) == ([1, 5], [1, 7])
     assert store.take_changed() == [(b"c", b"1:7")]
     store.close()
+
+
+def test_a_restore_cut_short_resumes_where_its_progress_says(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A restore of a long changelog that crashes (or times out) half-way used to start again
+    from the beginning every time; with progress it resumes."""
+    topic = f"{topic_prefix}changelog"
+    ensure_topics(kafka_bootstrap, {topic: {"cleanup.policy": "compact"}}, 1, 1)
+    producer = make_producer(kafka_bootstrap)
+    for i in range(25_000):
+        producer.produce(topic, b"%d:%d" % (0, i), f"id-{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    consumer = make_consumer(kafka_bootstrap, f"restore-{topic_prefix}")
+    checkpoints: list[int] = []
+    first: list[bytes] = []
+
+    def crashes_after_two_batches(records: list[tuple[bytes, bytes | None]]) -> None:
+        if len(checkpoints) == 2:
+            raise RuntimeError("crash during restore")
+        first.extend(key for key, _ in records)
+
+    try:
+        with pytest.raises(RuntimeError):
+            read_changelog(
+                consumer, topic, 0, 0, crashes_after_two_batches, progress=checkpoints.append
+            )
+        assert 0 < checkpoints[-1] == len(first) < 25_000
+        rest: list[bytes] = []
+        end = read_changelog(
+            consumer, topic, 0, checkpoints[-1], lambda r: rest.extend(k for k, _ in r)
+        )
+    finally:
+        consumer.close()
+    assert end == 25_000
+    assert len(rest) == 25_000 - checkpoints[-1]
+    assert set(first) | set(rest) == {f"id-{i}".encode() for i in range(25_000)}
