@@ -17,6 +17,8 @@ Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 # The largest magnitude a prediction or feature may have: far beyond any real score or feature,
 # and small enough that the A/B test's sums of fourth powers stay finite.
 MAX_MAGNITUDE = 1e15
+# A feature or a prediction: finite and within +-MAX_MAGNITUDE (checked in pydantic's core).
+BoundedFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -58,8 +60,8 @@ class OutcomeEvent(_External):
     model_type: str = Field(min_length=1, max_length=64)
     model_version: Version
     subject_id: str = Field(min_length=1, max_length=256)
-    features: list[float]
-    prediction: float
+    features: list[BoundedFloat]
+    prediction: BoundedFloat
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
@@ -72,7 +74,7 @@ class TrainingSampleForwarded(_Internal):
     model_type: str
     model_version: str
     features: list[float]
-    prediction: float = Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    prediction: BoundedFloat
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,6 +47,14 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location}: {error.get('msg', 'invalid')}"
 
 
+def _out_of_range(error: Any) -> bool:
+    """A feature or the prediction beyond +-MAX_MAGNITUDE (not a score outside [0, 1])."""
+    return error["type"] in ("greater_than_equal", "less_than_equal") and error["loc"][:1] in (
+        ("features",),
+        ("prediction",),
+    )
+
+
 def parse_outcome(raw: bytes | str | None) -> OutcomeEvent:
     """Size check and schema parse; no configuration needed."""
     if raw is None:
@@ -63,6 +71,12 @@ def parse_outcome(raw: bytes | str | None) -> OutcomeEvent:
             raise OutcomeRejected(RejectReason.INVALID_JSON, _first_error(exc)) from None
         if any(err["type"] == "finite_number" for err in exc.errors()):
             raise OutcomeRejected(RejectReason.NON_FINITE, _first_error(exc)) from None
+        if any(_out_of_range(err) for err in exc.errors()):
+            raise OutcomeRejected(
+                RejectReason.OUT_OF_RANGE,
+                f"features and prediction must lie within +-{MAX_MAGNITUDE:g}: "
+                + _first_error(exc),
+            ) from None
         raise OutcomeRejected(RejectReason.SCHEMA, _first_error(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise OutcomeRejected(RejectReason.INVALID_JSON, str(exc)) from None
@@ -75,13 +89,6 @@ def check_outcome(event: OutcomeEvent, catalog: ModelTypeCatalog, now: datetime)
         raise OutcomeRejected(
             RejectReason.UNKNOWN_MODEL_TYPE,
             f"model_type {event.model_type!r} is not one of {catalog.names()}",
-        )
-    if not (math.isfinite(event.prediction) and all(map(math.isfinite, event.features))):
-        raise OutcomeRejected(RejectReason.NON_FINITE, "features and prediction must be finite")
-    if max(abs(event.prediction), *map(abs, event.features)) > MAX_MAGNITUDE:
-        raise OutcomeRejected(
-            RejectReason.OUT_OF_RANGE,
-            f"features and prediction must lie within +-{MAX_MAGNITUDE:g}",
         )
     if len(event.features) != spec.feature_count:
         raise OutcomeRejected(
