@@ -76,7 +76,7 @@ class ProcessedRow(Base):
 
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 

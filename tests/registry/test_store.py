@@ -110,3 +110,48 @@ def test_concurrent_writers_get_unique_versions(
     assert {v.version for v in versions} == {f"v1.{i}" for i in range(400)}
     assert abs(sum(v.weight for v in versions) - 1.0) < 1e-6
     assert sum(v.status is Status.PRODUCTION for v in versions) == 1
+
+
+def test_a_second_deployment_for_one_command_is_recorded_as_ignored(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    """A zombie trainer's second deployment: on PostgreSQL its outcome used to be refused as
+    too long for its column, so the designed case was dead-lettered as unstorable."""
+    first = deployment().model_copy(update={"command_id": new_id()})
+    register(store, first)
+    zombie = first.model_copy(update={"deployment_id": new_id()})
+    result = register(store, zombie)
+    assert result.outcome == lifecycle.DUPLICATE_COMMAND
+    assert store.processed_outcome(zombie.deployment_id) == lifecycle.DUPLICATE_COMMAND
+    assert [v.version for v in store.versions(MT)] == ["v1.0"]
+
+
+def test_a_database_made_by_the_first_schema_is_upgraded_in_place(database_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from registry.store import open_store
+    from registry.store.sql import MIGRATIONS
+
+    engine = create_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text("INSERT INTO processed_messages VALUES ('m1', :mt, 'applied', '', :at)"),
+            {"mt": MT, "at": NOW},
+        )
+    engine.dispose()
+    upgraded = open_store(database_url)  # migrates to the newest revision
+    try:
+        assert upgraded.processed_outcome("m1") == "applied"
+    finally:
+        upgraded.close()
+    with create_engine(database_url).begin() as connection:
+        connection.execute(
+            text("INSERT INTO processed_messages VALUES ('m2', :mt, :outcome, '', :at)"),
+            {"mt": MT, "outcome": lifecycle.DUPLICATE_COMMAND, "at": NOW},
+        )
