@@ -32,7 +32,7 @@ class ArtifactStore:
             raise ArtifactRejected("unsupported_uri", f"only file:// artifact URIs: {artifact_uri}")
         try:
             path = Path(unquote(parsed.path)).resolve()
-        except (ValueError, OSError) as exc:  # e.g. an embedded NUL
+        except (ValueError, OSError, RuntimeError) as exc:  # a NUL, a symlink loop
             raise ArtifactRejected("unsupported_uri", f"not a usable path: {exc}") from exc
         if not path.is_relative_to(self.root):
             raise ArtifactRejected(
@@ -43,14 +43,17 @@ class ArtifactStore:
     def verify(self, artifact_uri: str, sha256: str, size_bytes: int | None = None) -> Path:
         """The path, once the file exists, has `size_bytes` and hashes to `sha256`."""
         path = self.resolve(artifact_uri)
-        if not path.is_file():
-            raise ArtifactRejected("missing_artifact", f"no artifact file at {artifact_uri}")
-        if size_bytes is not None and path.stat().st_size != size_bytes:
+        try:
+            if not path.is_file():
+                raise ArtifactRejected("missing_artifact", f"no artifact file at {artifact_uri}")
+            size = path.stat().st_size
+            actual = sha256_of(path) if size_bytes is None or size == size_bytes else ""
+        except OSError as exc:  # e.g. a name too long for the file system: never readable
+            raise ArtifactRejected("unreadable_artifact", f"{artifact_uri}: {exc}") from exc
+        if size_bytes is not None and size != size_bytes:
             raise ArtifactRejected(
-                "size_mismatch",
-                f"artifact is {path.stat().st_size} bytes, the event says {size_bytes}",
+                "size_mismatch", f"artifact is {size} bytes, the event says {size_bytes}"
             )
-        actual = sha256_of(path)
         if actual != sha256:
             raise ArtifactRejected(
                 "sha256_mismatch", f"artifact sha256 is {actual}, the event says {sha256}"

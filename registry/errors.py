@@ -45,6 +45,12 @@ class ArtifactRejected(RegistryError):
         self.code = code
 
 
+class VersionsExhausted(RegistryError):
+    """Every `v<major>.<minor>` after the highest one is out of the contract's range."""
+
+    code = "versions_exhausted"
+
+
 class StoreConflict(RegistryError):
     """A concurrent writer won (unique key or revision); the unit of work is retried."""
 

@@ -80,10 +80,8 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
     if not weights:
         raise InvalidWeights("weights must name at least one version")
     for version, weight in weights.items():
-        if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
-            raise InvalidWeights(
-                f"weight of {version} must be a finite number >= 0, got {weight!r}"
-            )
+        if not isinstance(weight, int | float) or not 0 <= weight <= 1 + WEIGHT_TOLERANCE:
+            raise InvalidWeights(f"weight of {version} must be a number in [0, 1], got {weight!r}")
     total = math.fsum(weights.values())
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         raise InvalidWeights(f"weights must sum to 1, they sum to {total:.6f}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from registry.errors import VersionsExhausted
+
 _VERSION = re.compile(r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 FIRST_VERSION = "v1.0"
+MAX_NUMBER = 999_999  # six digits each, as the contract's version pattern allows
 
 
 def parse_version(version: str) -> tuple[int, int]:
@@ -26,12 +29,17 @@ def format_version(major: int, minor: int) -> str:
 
 
 def next_version(existing: Iterable[str]) -> str:
-    """The next minor after the highest existing version; `v1.0` when there is none."""
+    """The next minor after the highest existing version; `v1.0` when there is none; the next
+    major once the minors are used up (a hint may have taken `v1.999999`)."""
     numbers = [parse_version(v) for v in existing]
     if not numbers:
         return FIRST_VERSION
     major, minor = max(numbers)
-    return format_version(major, minor + 1)
+    if minor < MAX_NUMBER:
+        return format_version(major, minor + 1)
+    if major < MAX_NUMBER:
+        return format_version(major + 1, 0)
+    raise VersionsExhausted(f"no version after {format_version(major, minor)} is left")
 
 
 def assign_version(existing: Iterable[str], hint: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -35,6 +36,18 @@ def judge(
     production_version: str | None = None,
 ) -> GateVerdict:
     """Reject when the candidate's test loss exceeds production's by more than `tolerance`."""
+    if not math.isfinite(production_loss):
+        # A production model that scores NaN cannot be the bar: it would reject every candidate
+        # and never be replaced.
+        return GateVerdict(
+            outcome=GateOutcome.INCOMPATIBLE_PRODUCTION,
+            candidate_loss=candidate_loss,
+            production_loss=production_loss,
+            production_version=production_version,
+            tolerance=tolerance,
+            detail=f"production {production_version or '?'} has a test loss of "
+            f"{production_loss}: no bar to compare with",
+        )
     limit = production_loss * (1.0 + tolerance)
     passed = candidate_loss <= limit
     detail = (

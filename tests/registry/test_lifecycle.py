@@ -89,6 +89,7 @@ def test_rollback_of_production_restores_the_previous_one(deployed) -> None:  # 
         ({"v1.0": 1.1, "v1.1": -0.1}, InvalidWeights),
         ({"v1.0": 0.5, "v1.1": 0.4}, InvalidWeights),
         ({"v1.0": math.nan}, InvalidWeights),
+        ({"v1.0": 1e308, "v1.1": 1e308}, InvalidWeights),  # their sum used to overflow: a 500
         ({}, InvalidWeights),
         ({"v1.0": 0.5, "v9.9": 0.5}, UnknownVersion),
     ],

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from registry.errors import VersionsExhausted
 from registry.versioning import assign_version, next_version, parse_version, sort_versions
 
 versions = st.builds(lambda a, b: f"v{a}.{b}", st.integers(0, 999), st.integers(0, 999))
@@ -36,3 +37,11 @@ def test_assigned_version_is_always_new(existing: set[str], hint: str | None) ->
     assert assigned not in existing
     if existing and assigned != hint:
         assert parse_version(assigned) > max(parse_version(v) for v in existing)
+
+
+def test_the_minors_used_up_by_a_hint_move_on_to_the_next_major() -> None:
+    # a hint may take v0.999999; the next number used to be v0.1000000, which no parser accepts
+    assert next_version(["v0.999999"]) == "v1.0"
+    assert assign_version(["v1.0", "v1.999999"], None) == "v2.0"
+    with pytest.raises(VersionsExhausted):
+        next_version(["v999999.999999"])

@@ -41,3 +41,10 @@ def test_losses() -> None:
     coin = evaluation_loss(np.full(4, 0.5), targets, Loss.BCE)
     assert math.isclose(coin, math.log(2))
     assert math.isfinite(evaluation_loss(np.array([1.0, 0.0, 0.0, 1.0]), targets, Loss.BCE))
+
+
+def test_a_production_model_that_scores_nan_is_no_bar() -> None:
+    """NaN as the bar rejected every candidate: the broken model could never be replaced."""
+    verdict = judge(0.02, math.nan, 0.05, "v1.3")
+    assert verdict.outcome is GateOutcome.INCOMPATIBLE_PRODUCTION and verdict.deploy
+    assert "v1.3" in verdict.detail
