@@ -21,6 +21,12 @@ MAX_MAGNITUDE = 1e15
 BoundedFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
 
+# Bounds on the free-text fields of internal events: a record the broker cannot take back
+# (1 MB) would stall whoever republishes it; anything longer is refused where it comes in.
+ModelTypeName = Annotated[str, Field(max_length=64)]
+ReasonText = Annotated[str, Field(max_length=1_000)]
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (RFC 3339)")
@@ -71,7 +77,7 @@ class TrainingSampleForwarded(_Internal):
     """A valid, de-duplicated outcome, as the trainer reads it (topic training-samples)."""
 
     event_id: str
-    model_type: str
+    model_type: ModelTypeName
     model_version: str
     features: list[float]
     prediction: BoundedFloat
@@ -121,7 +127,7 @@ class RetrainRequested(_Internal):
     """A command to train a new version of a model type (topic retrain-commands)."""
 
     command_id: str = Field(default_factory=new_id)
-    model_type: str
+    model_type: ModelTypeName
     reason: RetrainReason
     new_samples: int = 0
     requested_at: UtcDateTime = Field(default_factory=utc_now)
@@ -153,8 +159,8 @@ class ModelDeployed(_Internal):
 
     deployment_id: str = Field(default_factory=new_id)
     command_id: str | None = None
-    model_type: str
-    artifact_uri: str
+    model_type: ModelTypeName
+    artifact_uri: str = Field(max_length=4_096)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0)
     onnx_opset: int
@@ -180,10 +186,10 @@ class RegistryCommandIssued(_Internal):
 
     command_id: str = Field(default_factory=new_id)
     type: RegistryCommandType
-    model_type: str
+    model_type: ModelTypeName
     version: str | None = None
     weights: dict[str, float] | None = None
-    reason: str = ""
+    reason: ReasonText = ""
     evidence: dict[str, Any] | None = None
     issued_by: str = "auto"
 
@@ -202,7 +208,7 @@ class RegistryEventOccurred(_Internal):
 
     event_id: str = Field(default_factory=new_id)
     type: RegistryEventType
-    model_type: str
+    model_type: ModelTypeName
     version: str | None = None
     status: str | None = None
     weights: dict[str, float] = Field(default_factory=dict)

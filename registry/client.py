@@ -149,7 +149,11 @@ class ModelRouter:
     def refresh(self) -> None:
         """Pull `/models` now and route by its weights from here on."""
         models = self._client.models()
-        self._tables = {m["model_type"]: RouteTable(m["weights"]) for m in models}
+        try:
+            tables = {m["model_type"]: RouteTable(m["weights"]) for m in models}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RegistryClientError(f"unreadable /models answer: {exc!r}") from exc
+        self._tables = tables
         self._refreshed.set()
 
     def _follow(self) -> None:

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from registry.metrics import RegistryMetrics
 from registry.store import RegistryStore
@@ -73,12 +73,16 @@ class OutboxPublisher:
             delivered: list[int] = []
             failed: list[str] = []
             for row in rows:
-                self._producer.produce(
-                    self._topic,
-                    key=row.model_type.encode(),
-                    value=row.payload,
-                    on_delivery=_delivery_callback(row.id, delivered, failed),
-                )
+                try:
+                    self._producer.produce(
+                        self._topic,
+                        key=row.model_type.encode(),
+                        value=row.payload,
+                        on_delivery=_delivery_callback(row.id, delivered, failed),
+                    )
+                except (KafkaException, BufferError) as exc:
+                    # e.g. a row too large to send: the rows after it are still published
+                    failed.append(f"row {row.id}: {exc}")
             self._producer.flush(30)
             self._store.mark_sent(delivered)
             published += len(delivered)

@@ -166,7 +166,8 @@ class RetrainWorker:
             f"not a valid retrain command: {first.get('type', 'invalid')} at "
             f"{'.'.join(str(p) for p in first.get('loc', ())) or 'top level'}: {first.get('msg', exc)}"
         )
-        model_type = (key or b"").decode("utf-8", errors="replace")
+        # the key names the model type for the rejection: at most a model type's length of it
+        model_type = (key or b"")[:64].decode("utf-8", errors="replace")[:64]
         log.error("deployment rejected source=%s reason=%s: %s", source, error.reason, error.detail)
         rejection = rejection_event(model_type, None, error, extra={"source": source})
         outcome = RecordedOutcome(

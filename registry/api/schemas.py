@@ -50,16 +50,16 @@ class PromoteIn(BaseModel):
         description="a ramp step, e.g. {candidate: 0.5, production: 0.5}; "
         "absent = promote to production at 1.0",
     )
-    reason: str = ""
+    reason: str = Field("", max_length=1_000)
 
 
 class RollbackIn(BaseModel):
-    reason: str = ""
+    reason: str = Field("", max_length=1_000)
 
 
 class WeightsIn(BaseModel):
     weights: dict[str, float] = Field(description="the full map; versions left out get 0")
-    reason: str = ""
+    reason: str = Field("", max_length=1_000)
 
 
 class ActionOut(BaseModel):

@@ -53,7 +53,7 @@ def registry_event_entry(event: Mapping[str, Any]) -> dict[str, Any]:
         "type": event.get("type"),
         "version": event.get("version"),
         "status": event.get("status"),
-        "weights": dict(event.get("weights") or {}),
+        "weights": weights if isinstance(weights := event.get("weights"), dict) else {},
         "reason": event.get("reason") or "",
         "occurred_at": event.get("occurred_at"),
         "details": details if isinstance(details, dict) else {},

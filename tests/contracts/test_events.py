@@ -112,3 +112,17 @@ def test_no_module_outside_contracts_spells_a_topic_name() -> None:
                 if f'"{topic.value}"' in text or f"'{topic.value}'" in text:
                     offenders.append(f"{path.relative_to(root)}: {topic.value}")
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "model, fields",
+    [
+        (RetrainRequested, {"model_type": "m" * 65, "reason": "manual"}),
+        (RegistryCommandIssued, {"type": "rollback", "model_type": "m" * 65}),
+        (RegistryCommandIssued, {"type": "rollback", "model_type": "m", "reason": "r" * 1_001}),
+    ],
+)
+def test_internal_free_text_is_bounded(model, fields: dict) -> None:  # type: ignore[no-untyped-def]
+    """What the services republish must stay far under the broker's 1 MB limit."""
+    with pytest.raises(ValueError):
+        model.model_validate_json(json.dumps(fields))

@@ -79,3 +79,11 @@ def test_unusable_values_and_too_many_model_types_are_ignored() -> None:
     assert not history.apply_retrain_command({"model_type": "b"})
     assert history.model_types() == ["a"]
     assert history.snapshot("unknown")["steps"] == []
+
+
+def test_weights_that_are_not_a_map_do_not_stop_the_history() -> None:
+    """`"weights": 5` raised TypeError in the follower thread, which then stopped for good."""
+    history = DashboardHistory()
+    history.apply_registry_event(event("traffic_changed", "v1.1", 5))  # type: ignore[arg-type]
+    history.apply_registry_event(event("version_registered", "v1.2", {"v1.2": 1.0}))
+    assert [e["version"] for e in history.snapshot(MT)["events"]][-1] == "v1.2"

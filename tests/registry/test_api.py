@@ -240,3 +240,13 @@ def test_health_ready_metrics_openapi(client: TestClient, two_versions: None) ->
     assert 'relearn_registry_versions_registered_total{model_type="calling_score"} 2.0' in text
     paths = client.get("/openapi.json").json()["paths"]
     assert "/models/{model_type}/versions/{version}/promote" in paths
+
+
+def test_a_reason_too_long_to_publish_is_a_422(client: TestClient, two_versions: None) -> None:
+    """The reason travels in registry-events; an unbounded one could outgrow what the outbox can
+    publish and stall it."""
+    answer = client.post(
+        f"/models/{MT}/versions/v1.1/rollback", headers=AUTH, json={"reason": "r" * 1_001}
+    )
+    assert answer.status_code == 422
+    assert client.get(f"/models/{MT}/versions/v1.1").json()["status"] == "staging"

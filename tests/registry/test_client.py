@@ -160,3 +160,42 @@ def test_models_cli_prints_tables_and_acts(
     monkeypatch.setenv("RELEARN_API_TOKEN", "wrong")
     assert main([*base, "rollback", MT, "v1.0"]) == 1
     assert "403" in capsys.readouterr().err
+
+
+def test_the_router_keeps_refreshing_after_an_answer_it_cannot_read(tmp_path: Path) -> None:
+    """A `/models` answer of the wrong shape raised KeyError in the refresh thread, which ended
+    it: the router then routed by stale weights for the rest of the process's life."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    fixed = threading.Event()
+    bad = b'[{"unexpected": 1}]'
+    good = b'[{"model_type": "calling_score", "weights": {"v1.0": 1.0}}]'
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = good if fixed.is_set() else bad
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with ModelRouter(url, cache_dir=tmp_path, refresh_interval=0.05) as router:
+            with pytest.raises(RegistryClientError, match="unreadable"):
+                router.refresh()  # refused with the client's error, not a KeyError
+            time.sleep(0.3)  # the refresh thread has met the bad answer a few times
+            fixed.set()
+            deadline = time.monotonic() + 10
+            while not router._refreshed.is_set():
+                assert time.monotonic() < deadline, "the router stopped refreshing"
+                time.sleep(0.05)
+            assert router.version_for("calling_score", "s1") == "v1.0"
+    finally:
+        server.shutdown()

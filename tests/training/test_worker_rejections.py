@@ -81,3 +81,23 @@ def test_training_failures_are_rejected_once(
     assert event.details is not None and event.details["command_id"] == retrain.command_id
     assert event.details["reason"] == reason and event.details["detail"]
     assert not list((settings.resolved_artifact_dir()).glob("**/*.onnx"))  # nothing stored
+
+
+def test_a_command_too_large_to_answer_in_kind_is_rejected_in_a_publishable_size(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, group_id: str, tmp_path: Path
+) -> None:
+    """A 400 KB model type (key and value) made a rejection event over the producer's 1 MB
+    limit: the worker crashed on it after every restart."""
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    worker = build_worker(settings, samples=InMemorySamples(dataset_of("outcome_prediction", 10)))
+    huge = "m" * 400_000
+    value = to_json(command("outcome_prediction")).replace(
+        b'"outcome_prediction"', f'"{huge}"'.encode()
+    )
+    outcome = worker.handle_retrain_command(huge.encode(), value, "test/0/7")
+    assert outcome.recorded.kind == "rejected"
+    worker.publish(outcome.recorded)
+    (message,) = read_topic(kafka_bootstrap, topics.registry_events, 1)
+    assert len(message.key() or b"") <= 64 and len(message.value() or b"") < 10_000
+    event = RegistryEventOccurred.model_validate_json(message.value() or b"")
+    assert event.type == "deployment_rejected"
