@@ -24,6 +24,7 @@ BoundedFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le
 # Bounds on the free-text fields of internal events: a record the broker cannot take back
 # (1 MB) would stall whoever republishes it; anything longer is refused where it comes in.
 ModelTypeName = Annotated[str, Field(max_length=64)]
+MessageId = Annotated[str, Field(max_length=64)]  # the registry's columns hold 64
 ReasonText = Annotated[str, Field(max_length=1_000)]
 
 
@@ -126,7 +127,7 @@ class RetrainReason(StrEnum):
 class RetrainRequested(_Internal):
     """A command to train a new version of a model type (topic retrain-commands)."""
 
-    command_id: str = Field(default_factory=new_id)
+    command_id: MessageId = Field(default_factory=new_id)
     model_type: ModelTypeName
     reason: RetrainReason
     new_samples: int = 0
@@ -157,8 +158,8 @@ class Lineage(_Internal):
 class ModelDeployed(_Internal):
     """A trained, validated ONNX model ready to be registered (topic model-deployed)."""
 
-    deployment_id: str = Field(default_factory=new_id)
-    command_id: str | None = None
+    deployment_id: MessageId = Field(default_factory=new_id)
+    command_id: MessageId | None = None
     model_type: ModelTypeName
     artifact_uri: str = Field(max_length=4_096)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -184,7 +185,7 @@ class RegistryCommandType(StrEnum):
 class RegistryCommandIssued(_Internal):
     """An action on the registry, automatic or by an operator (topic registry-commands)."""
 
-    command_id: str = Field(default_factory=new_id)
+    command_id: MessageId = Field(default_factory=new_id)
     type: RegistryCommandType
     model_type: ModelTypeName
     version: str | None = None

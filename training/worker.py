@@ -77,6 +77,13 @@ class RetrainWorker:
         """Train for one command, or recall what it yielded; the outcome is recorded, not sent."""
         try:
             command = RetrainRequested.model_validate_json(value or b"")
+            if "command_id" not in command.model_fields_set:
+                # Parsing would invent a new id on every read: a replay after a crash would
+                # train and publish a second version for the same command.
+                raise ValidationError.from_exception_data(
+                    "RetrainRequested",
+                    [{"type": "missing", "loc": ("command_id",), "input": {}}],
+                )
         except ValidationError as exc:
             return self._reject_unreadable(key, source, exc)
         known = self.ledger.outcome_of(command.command_id)

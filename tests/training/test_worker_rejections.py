@@ -101,3 +101,27 @@ def test_a_command_too_large_to_answer_in_kind_is_rejected_in_a_publishable_size
     assert len(message.key() or b"") <= 64 and len(message.value() or b"") < 10_000
     event = RegistryEventOccurred.model_validate_json(message.value() or b"")
     assert event.type == "deployment_rejected"
+
+
+def test_a_command_without_its_id_is_rejected_once_not_trained_per_read(
+    kafka_bootstrap: str, topic_prefix: str, group_id: str, tmp_path: Path
+) -> None:
+    """Parsing gave a command without command_id a new id on every read, so a replay after a
+    crash trained and published a second version for it."""
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    worker = build_worker(settings, samples=InMemorySamples(dataset_of("outcome_prediction", 300)))
+    value = b'{"model_type": "outcome_prediction", "reason": "manual"}'
+    first = worker.handle_retrain_command(b"outcome_prediction", value, "test/0/9")
+    again = worker.handle_retrain_command(b"outcome_prediction", value, "test/0/9")
+    assert first.recorded.kind == "rejected" and "command_id" in first.recorded.value.decode()
+    assert again.republished and again.recorded == first.recorded
+    assert not list(settings.resolved_artifact_dir().glob("**/*.onnx"))  # nothing trained
+
+
+def test_an_id_longer_than_the_registry_stores_is_refused_where_it_comes_in() -> None:
+    from contracts.events import ModelDeployed, RetrainRequested
+
+    with pytest.raises(ValueError):
+        RetrainRequested(command_id="c" * 65, model_type="outcome_prediction", reason="manual")
+    with pytest.raises(ValueError):
+        ModelDeployed.model_validate({"deployment_id": "d" * 65})
