@@ -15,7 +15,8 @@ def command(**overrides: object) -> bytes:
         "version": "v1.0",
         **overrides,
     }
-    return to_json(RegistryCommandIssued(**fields))  # type: ignore[arg-type]
+    # built without validation: the poison cases are records no valid model would make
+    return to_json(RegistryCommandIssued.model_construct(**fields))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
