@@ -80,3 +80,9 @@ def watermark_offsets(
                 exc,
             )
             time.sleep(0.5)
+            try:
+                # A client that saw its brokers go away may keep "unknown partition" from a
+                # stale metadata cache: ask for the topic again so it learns the new leader.
+                consumer.list_topics(partition.topic, timeout=5)
+            except KafkaException:
+                pass

@@ -190,7 +190,9 @@ def read_changelog(
     from there instead of from `start`.
     """
     tp = TopicPartition(topic, partition)
-    low, high = watermark_offsets(consumer, tp)
+    # a changelog partition whose broker was just killed can take a while to get a leader;
+    # waiting stays under max.poll.interval.ms (300 s), or the group would drop this worker
+    low, high = watermark_offsets(consumer, tp, deadline_seconds=240.0)
     start = max(start, low)
     if start >= high:
         return high
