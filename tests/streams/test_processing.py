@@ -32,6 +32,34 @@ CATALOG = ModelTypeCatalog()
 TYPES = ("calling_score", "outcome_prediction")
 
 
+def forwarded_sample(**changes: Any) -> bytes:
+    """A training sample as streams forwards it, with `changes` applied."""
+    sample = {
+        "event_id": "e1",
+        "model_type": "calling_score",
+        "model_version": "v0.0",
+        "features": [0.0] * 23,
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": "2026-11-26T12:00:00Z",
+        **changes,
+    }
+    return orjson.dumps(sample)
+
+
+def candidate_under_test() -> Any:
+    """The registry's view while v1.1 is the staging candidate against production v1.0."""
+    from streams.registry_view import ModelTypeView
+
+    return ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "staging"},
+        {"v1.0": 0.9, "v1.1": 0.1},
+        changed_at=NOW - timedelta(hours=1),
+    )
+
+
 def _outcomes(rng: random.Random, count: int) -> tuple[list[tuple[int, bytes]], dict[str, Any]]:
     """(partition, value) messages with 3% repeats and 2% poison, and their ground truth."""
     messages: list[tuple[int, bytes]] = []
@@ -172,17 +200,7 @@ def test_poison_is_counted_per_reason_and_a_replay_does_not_recount() -> None:
 
 def test_schedule_fires_once_and_resets_the_counter() -> None:
     states: dict[str, Any] = {}
-    sample = {
-        "event_id": "e1",
-        "model_type": "calling_score",
-        "model_version": "v0.0",
-        "features": [0.0] * 23,
-        "prediction": 0.5,
-        "outcome_score": 0.5,
-        "positive_outcome": True,
-        "occurred_at": "2026-11-26T12:00:00Z",
-    }
-    processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, {}, RULES, 0.0)
+    processing.handle_sample(forwarded_sample(), 0, 0, states, {}, {}, RULES, 0.0)
     before = dict(states)
     week = RULES.retrain_max_age_seconds
     assert processing.handle_schedule("calling_score", states, {}, RULES, week - 1) == []
@@ -196,18 +214,7 @@ def test_schedule_fires_once_and_resets_the_counter() -> None:
 
 def test_a_new_counter_lineage_follows_its_first_sample() -> None:
     """A crash that loses a new counter's first write must not change its command ids."""
-    sample = orjson.dumps(
-        {
-            "event_id": "e1",
-            "model_type": "calling_score",
-            "model_version": "v0.0",
-            "features": [0.0] * 23,
-            "prediction": 0.5,
-            "outcome_score": 0.5,
-            "positive_outcome": True,
-            "occurred_at": "2026-11-26T12:00:00Z",
-        }
-    )
+    sample = forwarded_sample()
     rules_one = processing.StreamRules(1, RULES.retrain_max_age_seconds, 0.05, 200)
     first = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 0.0)
     again = processing.handle_sample(sample, 0, 0, {}, {}, {}, rules_one, 5.0)
@@ -216,26 +223,9 @@ def test_a_new_counter_lineage_follows_its_first_sample() -> None:
 
 
 def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
-    from streams.registry_view import ModelTypeView
-
-    view = ModelTypeView(
-        "calling_score",
-        {"v1.0": "production", "v1.1": "staging"},
-        {"v1.0": 0.9, "v1.1": 0.1},
-        changed_at=NOW - timedelta(hours=1),
-    )
+    view = candidate_under_test()
     states: dict[str, Any] = {}
-    sample = {
-        "event_id": "e",
-        "model_type": "calling_score",
-        "model_version": "v1.1",
-        "features": [0.0] * 23,
-        "prediction": 0.5,
-        "outcome_score": 0.5,
-        "positive_outcome": True,
-        "occurred_at": NOW.isoformat(),
-    }
-    value = orjson.dumps(sample)
+    value = forwarded_sample(event_id="e", model_version="v1.1", occurred_at=NOW.isoformat())
     processing.handle_sample(value, 0, 0, states, {}, {"calling_score": view}, RULES, 0.0)
     processing.handle_sample(value, 0, 1, states, {}, {}, RULES, 0.0, registry_known=False)
     assert processing.abtest_view(states, "calling_score")["candidate"]["samples"] == 1
@@ -246,12 +236,7 @@ def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
 def test_the_threshold_waits_for_a_running_canary() -> None:
     from streams.registry_view import ModelTypeView
 
-    under_test = ModelTypeView(
-        "calling_score",
-        {"v1.0": "production", "v1.1": "staging"},
-        {"v1.0": 0.9, "v1.1": 0.1},
-        changed_at=NOW - timedelta(hours=1),
-    )
+    under_test = candidate_under_test()
     decided = ModelTypeView(
         "calling_score",
         {"v1.0": "production", "v1.1": "rolled_back"},
@@ -262,18 +247,11 @@ def test_the_threshold_waits_for_a_running_canary() -> None:
     threshold = RULES.retrain_sample_threshold
 
     def sample(offset: int, view: ModelTypeView) -> list[processing.Emitted]:
-        event = {
-            "event_id": f"e{offset}",
-            "model_type": "calling_score",
-            "model_version": "v1.0",
-            "features": [0.0] * 23,
-            "prediction": 0.5,
-            "outcome_score": 0.5,
-            "positive_outcome": True,
-            "occurred_at": NOW.isoformat(),
-        }
+        event = forwarded_sample(
+            event_id=f"e{offset}", model_version="v1.0", occurred_at=NOW.isoformat()
+        )
         emitted = processing.handle_sample(
-            orjson.dumps(event), 0, offset, states, {}, {"calling_score": view}, RULES, 0.0
+            event, 0, offset, states, {}, {"calling_score": view}, RULES, 0.0
         )
         return [e for e in emitted if e.output is Output.RETRAIN]
 
@@ -288,17 +266,7 @@ def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
     from streams.tables import ChangelogTable
 
     table = ChangelogTable()
-    sample = {
-        "event_id": "e1",
-        "model_type": "calling_score",
-        "model_version": "v0.0",
-        "features": [0.0] * 23,
-        "prediction": 0.5,
-        "outcome_score": 0.5,
-        "positive_outcome": True,
-        "occurred_at": "2026-11-26T12:00:00Z",
-    }
-    processing.handle_sample(orjson.dumps(sample), 0, 0, table, {}, {}, RULES, 0.0)
+    processing.handle_sample(forwarded_sample(), 0, 0, table, {}, {}, RULES, 0.0)
     restored = ChangelogTable()
     for key, value in table.take_changed():
         restored.restore(key, value)
@@ -318,27 +286,11 @@ def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
 def test_a_forwarded_sample_out_of_range_is_malformed_not_a_crash(changes: dict) -> None:
     """Under a running A/B test a prediction of 1e200 overflowed (its square) and crashed the
     worker on every restart; such a record on training-samples is poison, dead-lettered."""
-    from streams.registry_view import ModelTypeView
-
-    under_test = ModelTypeView(
-        "calling_score",
-        {"v1.0": "production", "v1.1": "staging"},
-        {"v1.0": 0.9, "v1.1": 0.1},
-        changed_at=NOW - timedelta(hours=1),
+    sample = forwarded_sample(
+        **{"event_id": "e", "model_version": "v1.1", "occurred_at": NOW.isoformat(), **changes}
     )
-    sample = {
-        "event_id": "e",
-        "model_type": "calling_score",
-        "model_version": "v1.1",
-        "features": [0.0] * 23,
-        "prediction": 0.5,
-        "outcome_score": 0.5,
-        "positive_outcome": True,
-        "occurred_at": NOW.isoformat(),
-        **changes,
-    }
     states: dict[str, Any] = {}
-    views = {"calling_score": under_test}
+    views = {"calling_score": candidate_under_test()}
     with pytest.raises(processing.MalformedSample):
-        processing.handle_sample(orjson.dumps(sample), 0, 0, states, {}, views, RULES, 0.0)
+        processing.handle_sample(sample, 0, 0, states, {}, views, RULES, 0.0)
     assert states == {}
