@@ -9,14 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import TopicPartition
 
-from bus.clients import make_consumer
 from contracts.topics import Topics
 from streams.testing import outcome_events
 from tests.chaos.harness import ScenarioFigures, elapsed_since, record, size
 from tests.chaos.test_streams_sigkill import counted_twice, produce_at_rate
-from tests.streams.harness import wait_until
+from tests.streams.harness import committed_offsets, wait_until
 from tests.streams.test_streams_on_broker import (
     _all_counted,
     _assert_outputs,
@@ -31,13 +29,7 @@ pytestmark = [
 
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    consumer = make_consumer(bootstrap, group, **{"enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return sum(max(tp.offset, 0) for tp in committed)
-    finally:
-        consumer.close()
+    return sum(max(offset, 0) for offset in committed_offsets(bootstrap, group, topic))
 
 
 def test_second_worker_churn_keeps_tables_exact_and_offsets_advancing(

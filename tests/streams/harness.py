@@ -148,6 +148,17 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
         consumer.close()
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str) -> list[int]:
+    """The group's committed offset of each partition of `topic` (negative: none yet)."""
+    consumer = make_consumer(bootstrap, group, **{"enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return [tp.offset for tp in committed]
+    finally:
+        consumer.close()
+
+
 def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
     """Messages of `topic` the group has not committed yet (all partitions)."""
     consumer = make_consumer(bootstrap, group, **{"enable.auto.commit": False})

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -21,14 +20,14 @@ from confluent_kafka.admin import (
 )
 
 from bus.admin import create_topics
-from bus.clients import make_admin, make_consumer, make_producer
+from bus.clients import make_admin, make_producer
 from contracts.topics import Topics
 from streams import processing
 from streams.settings import StreamsSettings
 from streams.testing import outcome_events
 from streams.worker import Worker
 from tests.conftest import free_port
-from tests.streams.harness import produce, read_topic, wait_until
+from tests.streams.harness import committed_offsets, produce, read_topic, wait_until
 from tests.streams.test_streams_on_broker import (
     THRESHOLD,
     _all_counted,
@@ -37,15 +36,6 @@ from tests.streams.test_streams_on_broker import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    consumer = make_consumer(bootstrap, group, **{"enable.auto.commit": False})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 30)
-        return [tp.offset for tp in found]
-    finally:
-        consumer.close()
 
 
 def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_exactly(
@@ -81,7 +71,7 @@ def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_
         failing.run()
     # Closing the consumer revoked its partitions; that used to commit the failed batch's
     # positions without their dedupe and table writes.
-    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events, 4)
+    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events)
     assert all(offset < 0 for offset in offsets), offsets
     assert failing.commits_refused and "injected failure" in failing.commits_refused
 
@@ -122,7 +112,7 @@ def test_a_forward_the_broker_refuses_stops_the_worker_without_committing(
     finished.join(60)
     assert not finished.is_alive(), "the worker went on although its forwards were refused"
     # Without delivery reports the flush saw an empty queue and committed: 500 events lost.
-    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events, 4)
+    offsets = committed_offsets(kafka_bootstrap, settings.app_id, topics.outcome_events)
     assert all(offset < 0 for offset in offsets), offsets
     assert worker.fatal_error and worker.commits_refused
 
