@@ -195,21 +195,21 @@ class Worker:
 
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
-            log.error("fatal Kafka client error, stopping: %s", error)
-            self._refuse_commits(f"fatal client error: {error}")
-            self.fatal_error = str(error)
-            self._stopping.set()
+            self._fail(f"fatal client error: {error}")
         else:
             log.warning("Kafka client: %s", error)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         """Every produced message ends here (from poll/flush): a failed one means a forward,
         command or changelog record is missing, so the source offsets must not be committed."""
-        if error is None:
-            return
-        log.error("delivery to %s failed, stopping: %s", message.topic(), error)
-        self._refuse_commits(f"delivery to {message.topic()} failed: {error}")
-        self.fatal_error = str(error)
+        if error is not None:
+            self._fail(f"delivery to {message.topic()} failed: {error}")
+
+    def _fail(self, why: str) -> None:
+        """Stop with a non-zero exit, committing nothing more: the next owner replays."""
+        log.error("stopping: %s", why)
+        self._refuse_commits(why)
+        self.fatal_error = why
         self._stopping.set()
 
     def _refuse_commits(self, why: str) -> None:
