@@ -23,8 +23,9 @@ BoundedFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le
 
 # Bounds on the free-text fields of internal events: a record the broker cannot take back
 # (1 MB) would stall whoever republishes it; anything longer is refused where it comes in.
-ModelTypeName = Annotated[str, Field(max_length=64)]
-MessageId = Annotated[str, Field(max_length=64)]  # the registry's columns hold 64
+MAX_NAME_LENGTH = 64  # model types and message ids; the registry's columns hold this many
+ModelTypeName = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
+MessageId = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 ReasonText = Annotated[str, Field(max_length=1_000)]
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bus.clients import make_consumer
 from bus.dead_letters import dead_letter
-from contracts.events import ModelDeployed, RegistryCommandIssued
+from contracts.events import MAX_NAME_LENGTH, ModelDeployed, RegistryCommandIssued
 from registry.errors import RegistryError
 from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
@@ -26,7 +26,6 @@ from registry.service import RegistryService
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 1 << 20
-MAX_ID_LENGTH = 64
 TRANSIENT_RETRIES = 5
 
 
@@ -56,8 +55,8 @@ def _decode(model: type[T], raw: bytes | None) -> T:
     message_id = event.deployment_id if isinstance(event, ModelDeployed) else event.command_id
     for name, value in (("model_type", event.model_type), ("id", message_id)):
         # The columns hold 64 characters: longer could never be stored, so it is poison.
-        if not 0 < len(value) <= MAX_ID_LENGTH or "\x00" in value:
-            raise Poison("schema", f"{name} must be 1..{MAX_ID_LENGTH} characters, no NUL")
+        if not 0 < len(value) <= MAX_NAME_LENGTH or "\x00" in value:
+            raise Poison("schema", f"{name} must be 1..{MAX_NAME_LENGTH} characters, no NUL")
     return event
 
 

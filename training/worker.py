@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
-from contracts.events import Lineage, RetrainRequested, to_json, utc_now
+from contracts.events import MAX_NAME_LENGTH, Lineage, RetrainRequested, to_json, utc_now
 from contracts.topics import Topics
 from training.artifacts import ArtifactStore
 from training.errors import InvalidCommandError, TrainingError
@@ -174,7 +174,7 @@ class RetrainWorker:
             f"{'.'.join(str(p) for p in first.get('loc', ())) or 'top level'}: {first.get('msg', exc)}"
         )
         # the key names the model type for the rejection: at most a model type's length of it
-        model_type = (key or b"")[:64].decode("utf-8", errors="replace")[:64]
+        model_type = (key or b"")[:MAX_NAME_LENGTH].decode("utf-8", errors="replace")
         log.error("deployment rejected source=%s reason=%s: %s", source, error.reason, error.detail)
         rejection = rejection_event(model_type, None, error, extra={"source": source})
         outcome = RecordedOutcome(
