@@ -47,13 +47,13 @@ class ArtifactStore:
             if not path.is_file():
                 raise ArtifactRejected("missing_artifact", f"no artifact file at {artifact_uri}")
             size = path.stat().st_size
-            actual = sha256_of(path) if size_bytes is None or size == size_bytes else ""
+            if size_bytes is not None and size != size_bytes:
+                raise ArtifactRejected(
+                    "size_mismatch", f"artifact is {size} bytes, the event says {size_bytes}"
+                )
+            actual = sha256_of(path)
         except OSError as exc:  # e.g. a name too long for the file system: never readable
             raise ArtifactRejected("unreadable_artifact", f"{artifact_uri}: {exc}") from exc
-        if size_bytes is not None and size != size_bytes:
-            raise ArtifactRejected(
-                "size_mismatch", f"artifact is {size} bytes, the event says {size_bytes}"
-            )
         if actual != sha256:
             raise ArtifactRejected(
                 "sha256_mismatch", f"artifact sha256 is {actual}, the event says {sha256}"
