@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,19 @@ class Registry(ServiceProcess):
             ["registry", "--port", str(port)],
             env,
             state_dir.with_suffix(".registry.log"),
+        )
+
+    @classmethod
+    def for_scenario(cls, bootstrap: str, prefix: str, tmp_path: Path, **settings: str) -> Registry:
+        """A registry of its own for one scenario: a free port, `tmp_path/registry`, a fresh
+        consumer group."""
+        return cls(
+            bootstrap,
+            prefix,
+            local_broker.free_port(),
+            tmp_path / "registry",
+            RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
+            **settings,
         )
 
     @property

@@ -30,7 +30,6 @@ from tests.chaos.harness import (
 )
 from tests.chaos.test_registry_replay import MT
 from tests.chaos.test_streams_sigkill import counted
-from tests.conftest import free_port
 from tests.registry.conftest import make_deployment
 from tests.streams.harness import consumer_lag, get_json, produce, wait_until
 from tests.streams.test_streams_on_broker import (
@@ -75,13 +74,7 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
     messages, truth = outcome_events(int(size(8_000, 100_000)), seed=41)
     third = len(messages) // 3
     (worker,) = _workers(bootstrap, prefix, tmp_path, 1)
-    registry = Registry(
-        bootstrap,
-        prefix,
-        free_port(),
-        tmp_path / "registry",
-        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
-    )
+    registry = Registry.for_scenario(bootstrap, prefix, tmp_path)
     template = make_deployment(registry.state_dir / "artifacts")
     try:
         worker.start()

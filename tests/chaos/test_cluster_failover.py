@@ -32,7 +32,6 @@ from tests.chaos.harness import (
 from tests.chaos.test_broker_outage import registered
 from tests.chaos.test_registry_replay import MT
 from tests.chaos.test_streams_sigkill import produce_at_rate
-from tests.conftest import free_port
 from tests.registry.conftest import make_deployment
 from tests.streams.harness import produce, wait_until
 from tests.streams.test_streams_on_broker import (
@@ -75,14 +74,7 @@ def test_each_broker_of_three_killed_in_turn_while_traffic_flows(
     messages, truth = outcome_events(30_000, seed=47)
     (worker,) = _workers(bootstrap, prefix, tmp_path, 1)
     worker.env["RELEARN_TOPIC_REPLICATION"] = "3"
-    registry = Registry(
-        bootstrap,
-        prefix,
-        free_port(),
-        tmp_path / "registry",
-        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
-        RELEARN_TOPIC_REPLICATION="3",
-    )
+    registry = Registry.for_scenario(bootstrap, prefix, tmp_path, RELEARN_TOPIC_REPLICATION="3")
     template = make_deployment(registry.state_dir / "artifacts")
     recoveries: list[float] = []
     try:

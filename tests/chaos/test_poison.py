@@ -18,7 +18,6 @@ from contracts.events import RegistryEventOccurred, RegistryEventType
 from contracts.topics import Topics
 from streams.testing import outcome_events
 from tests.chaos.harness import Registry, ScenarioFigures, Trainer, elapsed_since, record, size
-from tests.conftest import free_port
 from tests.streams.harness import consumer_lag, produce, read_topic, wait_until
 from tests.streams.test_streams_on_broker import (
     _all_counted,
@@ -49,13 +48,7 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
     began = time.monotonic()
     messages, truth = outcome_events(int(size(6_000, 100_000)), seed=31, invalid_rate=0.01)
     (worker,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
-    registry = Registry(
-        kafka_bootstrap,
-        topic_prefix,
-        free_port(),
-        tmp_path / "registry",
-        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
-    )
+    registry = Registry.for_scenario(kafka_bootstrap, topic_prefix, tmp_path)
     trainer_group = f"chaos-trainer-{uuid.uuid4().hex[:8]}"
     # The trainer rejects every real command as too_few_samples: cheap, and it still reads
     # the whole training-samples window, poison included.

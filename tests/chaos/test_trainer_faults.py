@@ -22,7 +22,6 @@ import pytest
 
 from contracts.topics import Topics
 from tests.chaos.harness import Registry, ScenarioFigures, Trainer, elapsed_since, record
-from tests.conftest import free_port
 from tests.streams.harness import read_topic, wait_until
 from tests.training.kafka_helpers import command, produce_command, produce_samples
 from training.faults import crash_point
@@ -73,13 +72,7 @@ def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_p
 ) -> None:
     began = time.monotonic()
     produce_samples(kafka_bootstrap, topics.training_samples, synthetic_samples(3_000, MT))
-    registry = Registry(
-        kafka_bootstrap,
-        topic_prefix,
-        free_port(),
-        tmp_path / "registry",
-        RELEARN_REGISTRY_CONSUMER_GROUP=f"chaos-{uuid.uuid4().hex[:8]}",
-    )
+    registry = Registry.for_scenario(kafka_bootstrap, topic_prefix, tmp_path)
     group = f"chaos-trainer-{uuid.uuid4().hex[:8]}"
     shared = {
         "RELEARN_ARTIFACT_DIR": str(registry.state_dir / "artifacts"),
