@@ -125,7 +125,12 @@ class _Loaded:
 
 class ModelRouter:
     """Routes each subject like the registry does, from the weights it last pulled, and scores
-    with that version's ONNX model (downloaded once, sha256-verified, one session per version)."""
+    with that version's ONNX model (downloaded once, sha256-verified, one session per version).
+
+    A session is built from the very bytes that were hashed, never from the file read again, so
+    a file swapped after the check is not loaded; a version that no longer gets traffic has its
+    session dropped at the next refresh.
+    """
 
     def __init__(
         self,
@@ -155,6 +160,18 @@ class ModelRouter:
             raise RegistryClientError(f"unreadable /models answer: {exc!r}") from exc
         self._tables = tables
         self._refreshed.set()
+        self._drop_unrouted({(t, v) for t, table in tables.items() for v in table.versions})
+
+    def _drop_unrouted(self, routed: set[tuple[str, str]]) -> None:
+        with self._load_lock:
+            for key in [key for key in self._loaded if key not in routed]:
+                del self._loaded[key]
+                log.info("dropped the session of model_type=%s version=%s (no traffic)", *key)
+
+    @property
+    def loaded_versions(self) -> set[tuple[str, str]]:
+        """(model_type, version) of every session held now."""
+        return set(self._loaded)
 
     def _follow(self) -> None:
         while not self._stop.wait(self._refresh_interval if self._refreshed.is_set() else 0):
@@ -187,7 +204,8 @@ class ModelRouter:
                 return found
             sha256 = self._client.version(model_type, version)["sha256"]
             path = self._cache_dir / model_type / f"{sha256}.onnx"
-            if not (path.is_file() and _sha256_file(path) == sha256):
+            data = _read_if_intact(path, sha256)
+            if data is None:
                 data = self._client.artifact(model_type, version)
                 actual = hashlib.sha256(data).hexdigest()
                 if actual != sha256:
@@ -203,7 +221,7 @@ class ModelRouter:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             loaded = _Loaded(session, session.get_inputs()[0].name, sha256)
             self._loaded[(model_type, version)] = loaded
             log.info("loaded model_type=%s version=%s sha256=%s", model_type, version, sha256)
@@ -227,5 +245,10 @@ def _np() -> Any:
     return numpy
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _read_if_intact(path: Path, sha256: str) -> bytes | None:
+    """The cached file's bytes when they hash to `sha256`; None when missing or not intact."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None

@@ -53,6 +53,11 @@ class RouteTable:
         self._ends = [end for _, _, end in ranges]
         self._versions = [version for version, _, _ in ranges]
 
+    @property
+    def versions(self) -> frozenset[str]:
+        """The versions that own at least one bucket."""
+        return frozenset(self._versions)
+
     def version_for(self, bucket: int) -> str | None:
         if not self._ends or not 0 <= bucket < BUCKETS:
             return None

@@ -137,6 +137,58 @@ def test_router_serves_the_routed_version_and_verifies_artifacts(
         assert not (tmp_path / "other" / MT / f"{third.sha256}.onnx").exists()
 
 
+def test_a_cached_file_swapped_after_its_check_is_not_what_the_router_serves(
+    live: LiveRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router used to hash the cached file, then have onnxruntime open the path again: a
+    valid but different model swapped in between was served under the verified sha256."""
+    from registry import client as client_module
+
+    features = np.linspace(-1, 1, 23).tolist()
+    genuine = make_deployment(live.artifact_dir, seed=0)
+    impostor = make_deployment(live.artifact_dir, seed=1)
+    live.service.register_deployment(genuine)
+    cache = tmp_path / "cache"
+    cached = cache / MT / f"{genuine.sha256}.onnx"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(Path(genuine.artifact_uri[len("file://") :]).read_bytes())
+    checked = client_module._read_if_intact
+
+    def swapped_right_after_the_check(path: Path, sha256: str) -> bytes | None:
+        data = checked(path, sha256)
+        path.write_bytes(Path(impostor.artifact_uri[len("file://") :]).read_bytes())
+        return data
+
+    monkeypatch.setattr(client_module, "_read_if_intact", swapped_right_after_the_check)
+    with ModelRouter(live.url, cache_dir=cache, refresh_interval=60) as router:
+        prediction = router.predict(MT, "s1", features)
+    row = {"features": np.asarray([features], dtype=np.float32)}
+    genuine_score = ort.InferenceSession(genuine.artifact_uri[len("file://") :]).run(None, row)
+    impostor_score = ort.InferenceSession(impostor.artifact_uri[len("file://") :]).run(None, row)
+    assert genuine_score[0][0, 0] != pytest.approx(impostor_score[0][0, 0], abs=1e-6)
+    assert (prediction.version, prediction.sha256) == ("v1.0", genuine.sha256)
+    assert prediction.score == pytest.approx(float(genuine_score[0][0, 0]), abs=1e-6)
+
+
+def test_the_router_drops_the_session_of_a_version_without_traffic(
+    live: LiveRegistry, tmp_path: Path
+) -> None:
+    features = np.linspace(-1, 1, 23).tolist()
+    for seed in (0, 1):
+        live.service.register_deployment(make_deployment(live.artifact_dir, seed=seed))
+    with ModelRouter(live.url, cache_dir=tmp_path, refresh_interval=60) as router:
+        with RegistryClient(live.url, token=TOKEN) as client:
+            client.set_weights(MT, {"v1.0": 0.5, "v1.1": 0.5})
+            router.refresh()
+            served = {router.predict(MT, f"s{i}", features).version for i in range(40)}
+            assert served == {"v1.0", "v1.1"}
+            assert router.loaded_versions == {(MT, "v1.0"), (MT, "v1.1")}
+            client.rollback(MT, "v1.1")
+        router.refresh()
+        assert router.loaded_versions == {(MT, "v1.0")}
+        assert {router.predict(MT, f"s{i}", features).version for i in range(40)} == {"v1.0"}
+
+
 def test_models_cli_prints_tables_and_acts(
     live: LiveRegistry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
