@@ -42,7 +42,7 @@ class LocalArtifactStore:
     def put(self, model_type: str, data: bytes) -> StoredArtifact:
         digest = hashlib.sha256(data).hexdigest()
         path = self.path_for(model_type, digest)
-        if not (path.exists() and path.stat().st_size == len(data)):
+        if not _holds(path, digest):
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(
                 dir=path.parent, prefix=".incoming-", suffix=".onnx"
@@ -71,3 +71,13 @@ class LocalArtifactStore:
         if parsed.scheme != "file":
             raise ValueError(f"not a file URI: {uri}")
         return Path(url2pathname(parsed.path)).read_bytes()
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """True when `path` already holds exactly the bytes hashing to `sha256` (a stored model,
+    written again by a retried command); a damaged file of the same size is written over."""
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest() == sha256
+    except OSError:
+        return False

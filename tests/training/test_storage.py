@@ -27,6 +27,16 @@ def test_artifacts_are_content_addressed_and_atomic(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left behind
 
 
+def test_a_damaged_file_of_the_same_size_is_written_over(tmp_path: Path) -> None:
+    """It used to be trusted for its size alone: the deployment then named a file whose bytes
+    the registry refused, and every retrain of the same model met it again."""
+    store = LocalArtifactStore(tmp_path)
+    data = b"onnx bytes"
+    path = Path(store.put("calling_score", data).uri[len("file://") :])
+    path.write_bytes(b"onnx bytez")  # bit rot, or a torn copy: same size, other bytes
+    assert store.get(store.put("calling_score", data).uri) == data
+
+
 def test_concurrent_puts_of_the_same_bytes_agree(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path)
     data = bytes(range(256)) * 4000
