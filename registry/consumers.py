@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bus.clients import make_consumer
 from bus.dead_letters import dead_letter
 from contracts.events import MAX_NAME_LENGTH, ModelDeployed, RegistryCommandIssued
-from registry.errors import RegistryError
+from registry.errors import RegistryError, StoreConflict
 from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
 
@@ -64,6 +64,8 @@ def handle_model_deployed(service: RegistryService, raw: bytes | None) -> None:
     deployment = _decode(ModelDeployed, raw)
     try:
         service.register_deployment(deployment)
+    except StoreConflict:
+        raise  # writers kept winning: transient, retried like a database away, never poison
     except RegistryError as exc:  # e.g. unstorable: never retried, never blocks the partition
         raise Poison(exc.code, str(exc)) from exc
 
@@ -72,6 +74,8 @@ def handle_registry_command(service: RegistryService, raw: bytes | None) -> None
     command = _decode(RegistryCommandIssued, raw)
     try:
         service.handle_command(command)
+    except StoreConflict:
+        raise  # transient (see handle_model_deployed)
     except RegistryError as exc:
         log.warning(
             "command refused command_id=%s model_type=%s reason=%s: %s",
