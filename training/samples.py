@@ -48,12 +48,25 @@ class SampleSource(Protocol):
 
 
 class KafkaSampleReader:
-    """Assigns the partitions directly (no group), reads [start, end) of each, then closes."""
+    """Assigns the partitions directly (no group), reads [start, end) of each, then closes.
 
-    def __init__(self, bootstrap_servers: str, topic: str, timeout: float = 60.0) -> None:
+    `max_records` bounds a window read: at most that many of the newest records of each
+    partition (a partition holds one model type's samples, since they are keyed by type, or
+    those of the few types that share it). Training time grows with the samples, so this keeps
+    a busy type's retrain quick; the lineage records the offsets actually read.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        timeout: float = 60.0,
+        max_records: int | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.timeout = timeout
+        self.max_records = max_records
 
     def _consumer(self) -> Consumer:
         return make_consumer(
@@ -63,7 +76,8 @@ class KafkaSampleReader:
         )
 
     def read_window(self, spec: ModelTypeSpec, since: datetime) -> SampleRead:
-        """The type's samples with a record timestamp at or after `since`, up to the end now."""
+        """The type's samples with a record timestamp at or after `since`, up to the end now
+        (the newest `max_records` of each partition at most)."""
         consumer = self._consumer()
         try:
             metadata = consumer.list_topics(self.topic, timeout=self.timeout)
@@ -84,6 +98,8 @@ class KafkaSampleReader:
                 )
                 # -1: no record at or after the timestamp, so the window is empty in this partition.
                 start = high if tp.offset < 0 else max(tp.offset, low)
+                if self.max_records is not None:
+                    start = max(start, high - self.max_records)
                 ranges[tp.partition] = (start, high)
             return self._read(consumer, spec, ranges)
         finally:

@@ -55,7 +55,11 @@ def build_worker(
         topics=settings.topics,
         pipeline=pipeline or build_pipeline(settings, production),
         samples=samples
-        or KafkaSampleReader(settings.bootstrap_servers, settings.topics.training_samples),
+        or KafkaSampleReader(
+            settings.bootstrap_servers,
+            settings.topics.training_samples,
+            max_records=settings.training_max_records,
+        ),
         artifacts=artifacts or LocalArtifactStore(settings.resolved_artifact_dir()),
         ledger=SqliteCommandLedger(settings.ledger_path),
         producer=make_producer(settings.bootstrap_servers),

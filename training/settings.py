@@ -21,6 +21,8 @@ class TrainerSettings(KafkaSettings):
     # A stopped (or SIGSTOPped) worker's commands move to a live one after this long.
     trainer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
     training_window_days: float = Field(default=90.0, gt=0)
+    # At most this many of the newest training-samples records per partition are read.
+    training_max_records: int = Field(default=50_000, ge=1)
     training_min_samples: int = Field(default=200, ge=3)
     gate_tolerance: float = Field(default=0.05, ge=0)
     training_seed: int = 42

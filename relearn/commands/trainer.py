@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "production, publish model-deployed (or a deployment_rejected registry event). "
         "Settings from the environment: KAFKA_BOOTSTRAP_SERVERS, RELEARN_TOPIC_PREFIX, "
         "RELEARN_ARTIFACT_DIR, RELEARN_REGISTRY_URL, RELEARN_STATE_DIR, RELEARN_FAULTS_DIR, "
-        "RELEARN_TRAINING_WINDOW_DAYS, RELEARN_TRAINING_MIN_SAMPLES, RELEARN_GATE_TOLERANCE, ...",
+        "RELEARN_TRAINING_WINDOW_DAYS, RELEARN_TRAINING_MAX_RECORDS, RELEARN_TRAINING_MIN_SAMPLES, "
+        "RELEARN_GATE_TOLERANCE, ...",
     )
     trainer.set_defaults(handler=_run)
 

@@ -108,6 +108,32 @@ def test_command_deploys_a_proven_model_once_and_its_lineage_reproduces(
     assert sum(max(tp.offset, 0) for tp in committed) == 2
 
 
+def test_a_busy_type_trains_on_its_newest_records_only_and_the_lineage_says_which(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, group_id: str, tmp_path: Path
+) -> None:
+    samples = synthetic_samples(500, "calling_score", seed=9)
+    produce_samples(kafka_bootstrap, topics.training_samples, samples)
+    settings = trainer_settings(
+        kafka_bootstrap, topic_prefix, tmp_path, group_id, training_max_records=300
+    )
+    produce_command(kafka_bootstrap, topics.retrain_commands, command("calling_score"))
+    with running_worker(settings):
+        (event,) = _deployed(read_topic(kafka_bootstrap, topics.model_deployed, 1))
+    metrics = event.metrics.model_dump()
+    assert metrics["train_samples"] + metrics["val_samples"] + metrics["test_samples"] == 300
+    assert event.lineage is not None
+    ((start, end),) = [r for r in event.lineage.offsets.values() if r[1] > r[0]]
+    assert (start, end) == (200, 500)  # the newest 300 of the 500 in the type's partition
+    result = reproduce(
+        build_pipeline(settings, faults=False),
+        "calling_score",
+        event.lineage,
+        metrics,
+        KafkaSampleReader(kafka_bootstrap, event.lineage.topic),
+    )
+    assert result.exact, result.differences
+
+
 def test_bad_commands_are_rejected_on_the_bus_and_the_worker_keeps_going(
     kafka_bootstrap: str,
     topics: Topics,
