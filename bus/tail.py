@@ -29,6 +29,8 @@ class TopicTail(threading.Thread):
         self.topics = topics
         self.apply = apply
         self.caught_up = False
+        # True while the cluster answers that a topic does not exist: nothing to catch up on yet
+        self.topics_missing = False
         self.records = 0
         self._stop_event = threading.Event()
 
@@ -40,11 +42,13 @@ class TopicTail(threading.Thread):
             metadata = consumer.list_topics(timeout=10)
             found = [metadata.topics.get(topic) for topic in self.topics]
             if all(t is not None and t.error is None and t.partitions for t in found):
+                self.topics_missing = False
                 return [
                     TopicPartition(topic, partition, OFFSET_BEGINNING)
                     for topic, meta in zip(self.topics, found, strict=True)
                     for partition in sorted(meta.partitions)
                 ]
+            self.topics_missing = True
             log.info("%s: waiting for topics %s to exist", self.name, self.topics)
             self._stop_event.wait(1.0)
         return []

@@ -25,7 +25,7 @@ from contracts.events import (
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog
-from contracts.validation import OutcomeRejected, validate_outcome
+from contracts.validation import MAX_CLOCK_SKEW, OutcomeRejected, validate_outcome
 from streams import abtest, rules
 from streams.registry_view import ModelTypeView
 
@@ -99,11 +99,14 @@ def handle_outcome(
     seen: FirstSightings,
     rejections: MutableMapping[str, Any],
     catalog: ModelTypeCatalog,
-    now: datetime,
+    arrived_at: datetime,
 ) -> OutcomeResult:
-    """Validate, de-duplicate and prepare the training sample of one outcome event."""
+    """Validate, de-duplicate and prepare the training sample of one outcome event.
+
+    `arrived_at` is the clock `future_timestamp` is judged by (`rules.arrival_time`).
+    """
     try:
-        event = validate_outcome(raw, catalog, now)
+        event = validate_outcome(raw, catalog, arrived_at)
     except OutcomeRejected as rejected:
         count_rejection(rejections, rejected.reason.value, partition, offset)
         return OutcomeResult(rejected=rejected)
@@ -267,7 +270,10 @@ def handle_sample(
     view = views.get(model_type)
     canary_running = registry_known and view is not None and view.candidate is not None
     counter, crossed = rules.count_sample(
-        state.counter, settings.retrain_sample_threshold, now, canary_running
+        _after_manual_retrain(state.counter, view, now),
+        settings.retrain_sample_threshold,
+        now,
+        canary_running,
     )
     if crossed:
         emitted.append(
@@ -309,6 +315,18 @@ def handle_sample(
     return emitted
 
 
+def _after_manual_retrain(
+    counter: rules.RetrainCounter, view: ModelTypeView | None, now: float
+) -> rules.RetrainCounter:
+    requested = view.manual_retrain_at if view is not None else None
+    return rules.after_manual_retrain(
+        counter,
+        requested.timestamp() if requested is not None else None,
+        now,
+        MAX_CLOCK_SKEW.total_seconds(),
+    )
+
+
 def handle_schedule(
     model_type: str,
     states: MutableMapping[str, Any],
@@ -325,6 +343,10 @@ def handle_schedule(
     if stored is None:
         return []
     state = ModelTypeState.load(stored)
+    counter = _after_manual_retrain(state.counter, views.get(model_type), now)
+    if counter is not state.counter:
+        state.counter = counter
+        states[model_type] = state
     if not rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
         return []
     command = _retrain_command(

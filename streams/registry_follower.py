@@ -1,41 +1,81 @@
-"""Follows registry-events from the beginning on every worker, keeping each model type's view."""
+"""Follows registry-events and retrain-commands from the beginning on every worker, keeping each
+model type's view: its versions, and its newest manual retrain."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from pydantic import ValidationError
 
 from bus.tail import TopicTail
-from contracts.events import RegistryEventOccurred
-from streams.registry_view import ModelTypeView, apply_registry_event
+from contracts.events import RegistryEventOccurred, RetrainRequested
+from streams.registry_view import ModelTypeView, apply_registry_event, apply_retrain_command
 
 log = logging.getLogger(__name__)
 
 
 class RegistryFollower:
-    """Reads every partition of registry-events without a consumer group (each worker needs all)."""
+    """Reads every partition of its topics without a consumer group (each worker needs all).
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    Two tails, so that the registry view never waits for retrain-commands to exist; a lock
+    keeps their read-modify-write of one model type's view from losing the other's change.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, retrain_topic: str) -> None:
         self.topic = topic
+        self.retrain_topic = retrain_topic
         self.views: dict[str, ModelTypeView] = {}
         self.events_seen = 0
-        self._tail = TopicTail(bootstrap_servers, [topic], self._on_record, "registry-follower")
+        self.manual_retrains_seen = 0
+        self._lock = threading.Lock()
+        self._tail = TopicTail(
+            bootstrap_servers, [topic], lambda _t, _k, v: self.apply(v), "registry-follower"
+        )
+        self._retrain_tail = TopicTail(
+            bootstrap_servers,
+            [retrain_topic],
+            lambda _t, _k, v: self.apply_retrain_command(v),
+            "manual-retrain-follower",
+        )
 
     @property
     def caught_up(self) -> bool:
-        """True once everything on the topic when this worker started has been read: until
+        """True once everything on registry-events when this worker started has been read: until
         then a view may be stale (a candidate not seen yet), so the A/B test must not act."""
         return self._tail.caught_up
 
+    @property
+    def nothing_to_follow(self) -> bool:
+        """True while registry-events does not exist: no registry event was ever published."""
+        return self._tail.topics_missing
+
     def start(self) -> None:
         self._tail.start()
+        self._retrain_tail.start()
 
     def stop(self) -> None:
         self._tail.stop()
+        self._retrain_tail.stop()
 
-    def _on_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self.apply(value)
+    def apply_retrain_command(self, raw: bytes | None) -> None:
+        try:
+            command = RetrainRequested.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            log.warning("unreadable retrain command on %s skipped: %s", self.retrain_topic, exc)
+            return
+        with self._lock:
+            before = self.views.get(command.model_type)
+            view = apply_retrain_command(before, command)
+            if view is None or view is before:
+                return
+            self.views[command.model_type] = view
+            self.manual_retrains_seen += 1
+        log.info(
+            "manual retrain model_type=%s requested_at=%s: its counter starts again",
+            command.model_type,
+            command.requested_at.isoformat(),
+        )
 
     def apply(self, raw: bytes | None) -> None:
         try:
@@ -43,9 +83,10 @@ class RegistryFollower:
         except ValidationError as exc:
             log.warning("unreadable registry event on %s skipped: %s", self.topic, exc)
             return
-        self.views[event.model_type] = apply_registry_event(self.views.get(event.model_type), event)
-        self.events_seen += 1
-        view = self.views[event.model_type]
+        with self._lock:
+            view = apply_registry_event(self.views.get(event.model_type), event)
+            self.views[event.model_type] = view
+            self.events_seen += 1
         log.info(
             "registry event %s model_type=%s version=%s production=%s candidate=%s weights=%s",
             event.type.value,

@@ -1,12 +1,20 @@
-"""What streams knows of each model type's versions, folded from registry-events (pure)."""
+"""What streams knows of each model type's versions and manual retrains (pure).
+
+Folded from registry-events and from the manual commands on retrain-commands.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from contracts.events import RegistryEventOccurred, RegistryEventType
+from contracts.events import (
+    RegistryEventOccurred,
+    RegistryEventType,
+    RetrainReason,
+    RetrainRequested,
+)
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -28,6 +36,7 @@ class ModelTypeView:
     statuses: Mapping[str, str] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     changed_at: datetime | None = None  # when the weights last changed
+    manual_retrain_at: datetime | None = None  # requested_at of the newest manual retrain
 
     @property
     def production(self) -> str | None:
@@ -58,6 +67,16 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
     changed_at = current.changed_at
     if weights != dict(current.weights):
         changed_at = event.occurred_at
-    return ModelTypeView(
-        model_type=event.model_type, statuses=statuses, weights=weights, changed_at=changed_at
-    )
+    return replace(current, statuses=statuses, weights=weights, changed_at=changed_at)
+
+
+def apply_retrain_command(
+    view: ModelTypeView | None, command: RetrainRequested
+) -> ModelTypeView | None:
+    """The view after one retrain command: only a manual one, streams' own are counted already."""
+    if command.reason is not RetrainReason.MANUAL:
+        return view
+    current = view or ModelTypeView(model_type=command.model_type)
+    if current.manual_retrain_at is not None and command.requested_at <= current.manual_retrain_at:
+        return current
+    return replace(current, manual_retrain_at=command.requested_at)

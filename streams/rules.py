@@ -33,6 +33,24 @@ def with_applied(applied: Mapping[str, int], source: str, offset: int) -> dict[s
 
 
 # ---------------------------------------------------------------------------------------------
+# The clock an event is judged by.
+
+
+def arrival_time(record_millis: int | None, wall_clock: datetime) -> datetime:
+    """When an outcome event arrived: its Kafka record timestamp, never later than the wall clock.
+
+    `future_timestamp` compares `occurred_at` with this. The record timestamp is the same on
+    every read, so a replay after a crash judges an event as its first read did; the wall clock
+    alone would accept, minutes later, an event that was dead-lettered. The wall clock still
+    bounds it: a record stamped in the future cannot let a future `occurred_at` through.
+    `record_millis` is None (or not positive) when the record carries no timestamp.
+    """
+    if record_millis is None or record_millis <= 0:
+        return wall_clock
+    return min(datetime.fromtimestamp(record_millis / 1000, UTC), wall_clock)
+
+
+# ---------------------------------------------------------------------------------------------
 # De-duplication on event_id within a window.
 
 
@@ -137,6 +155,7 @@ class RetrainCounter:
     clock_started_at: float | None = None
     last_retrain_at: float | None = None
     commands: int = 0
+    manual_retrain_at: float | None = None  # requested_at of the last manual command applied
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: `asdict` deep-copies field by field, ~10x slower on this hot path.
@@ -146,6 +165,7 @@ class RetrainCounter:
             "clock_started_at": self.clock_started_at,
             "last_retrain_at": self.last_retrain_at,
             "commands": self.commands,
+            "manual_retrain_at": self.manual_retrain_at,
         }
 
     @classmethod
@@ -166,7 +186,12 @@ def count_sample(
     """
     clock = counter.clock_started_at if counter.clock_started_at is not None else now
     counted = RetrainCounter(
-        counter.lineage, counter.new_samples + 1, clock, counter.last_retrain_at, counter.commands
+        counter.lineage,
+        counter.new_samples + 1,
+        clock,
+        counter.last_retrain_at,
+        counter.commands,
+        counter.manual_retrain_at,
     )
     return counted, counted.new_samples >= threshold and not canary_running
 
@@ -188,6 +213,32 @@ def after_command(counter: RetrainCounter, now: float) -> RetrainCounter:
         clock_started_at=now,
         last_retrain_at=now,
         commands=counter.commands + 1,
+    )
+
+
+def after_manual_retrain(
+    counter: RetrainCounter, requested_at: float | None, now: float, max_skew_seconds: float
+) -> RetrainCounter:
+    """The counter once a manual retrain command (`POST /models/{type}/retrain`) is known.
+
+    A manual retrain is a retrain: the count starts again from zero and the clock restarts at
+    its `requested_at`. Each manual command applies once (remembered by its `requested_at`,
+    since a command may lack an id), and not at all when a command of streams' own came after
+    it. One dated beyond the clock skew is ignored: it would otherwise hold the clock in the
+    future and silence the schedule trigger.
+    """
+    if requested_at is None or requested_at > now + max_skew_seconds:
+        return counter
+    if counter.manual_retrain_at is not None and requested_at <= counter.manual_retrain_at:
+        return counter  # applied already
+    if counter.last_retrain_at is not None and requested_at <= counter.last_retrain_at:
+        return replace(counter, manual_retrain_at=requested_at)  # a later retrain counts
+    return replace(
+        counter,
+        new_samples=0,
+        clock_started_at=requested_at,
+        last_retrain_at=requested_at,
+        manual_retrain_at=requested_at,
     )
 
 

@@ -32,6 +32,8 @@ class StreamsSettings(KafkaSettings):
     # A worker killed without leaving the group holds its partitions until its session times
     # out; a long timeout (Kafka's default is 45 s) stalls the survivors that long.
     streams_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    # How long a starting worker waits to have read registry-events before it joins the group.
+    registry_catch_up_seconds: float = Field(default=30.0, ge=0)
 
     @property
     def app_id(self) -> str:

@@ -74,6 +74,7 @@ class StreamsWeb:
             "tables_caught_up": self.worker.views.caught_up,
             "registry_events_seen": self.worker.follower.events_seen,
             "registry_caught_up": self.worker.follower.caught_up,
+            "manual_retrains_seen": self.worker.follower.manual_retrains_seen,
         }
 
     def serve(self, host: str, port: int) -> ThreadingHTTPServer:

@@ -19,7 +19,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from bus.admin import ensure_topics
 from bus.clients import make_consumer, make_producer
@@ -43,6 +51,12 @@ def _header(headers: Any, name: str) -> bytes | None:
         if key == name:
             return value if isinstance(value, bytes) else None
     return None
+
+
+def _record_millis(message: Message) -> int | None:
+    """The record's timestamp in epoch milliseconds, or None when it has none."""
+    kind, millis = message.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE else millis
 
 
 def _source_position(headers: Any) -> tuple[int, int] | None:
@@ -79,7 +93,9 @@ class Worker:
             name: tables.changelog_topic(settings.app_id, name)
             for name in (*tables.OUTCOME_TABLES, *tables.SAMPLE_TABLES)
         }
-        self.follower = RegistryFollower(settings.bootstrap_servers, self.topics.registry_events)
+        self.follower = RegistryFollower(
+            settings.bootstrap_servers, self.topics.registry_events, self.topics.retrain_commands
+        )
         self.views = TableViews(
             settings.bootstrap_servers,
             {name: self.changelogs[name] for name in tables.SMALL_TABLES},
@@ -101,6 +117,7 @@ class Worker:
         self.commits_refused: str | None = None
         self.last_commit = time.monotonic()
         self.last_schedule_check = time.monotonic()
+        self.manual_retrains_checked = 0  # the follower's count when the schedule was checked
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
@@ -121,6 +138,7 @@ class Worker:
         self._ensure_changelog_topics()
         self.follower.start()
         self.views.start()
+        self._await_registry_view()
         self._producer = make_producer(
             self.settings.bootstrap_servers,
             **{
@@ -216,6 +234,19 @@ class Worker:
         if self.commits_refused is None:
             log.error("no more offset commits from this worker (the next owner replays): %s", why)
             self.commits_refused = why
+
+    def _await_registry_view(self) -> None:
+        """Join the group only once registry-events has been read (bounded by
+        `registry_catch_up_seconds`): until then a threshold crossing is not held for a running
+        canary, and samples skip the A/B test. A cluster without registry-events has nothing to
+        read; one that does not answer is waited for no longer than the bound, and the view then
+        fills in while the worker runs."""
+        deadline = time.monotonic() + self.settings.registry_catch_up_seconds
+        while not (self.follower.caught_up or self.follower.nothing_to_follow):
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                log.warning("registry-events not read yet: starting without the registry view")
+                return
+            time.sleep(0.02)
 
     def _ensure_changelog_topics(self) -> None:
         configs = {
@@ -357,7 +388,7 @@ class Worker:
             self.seen[partition],
             self.rejections[partition],
             self.catalog,
-            now,
+            rules.arrival_time(_record_millis(message), now),
         )
         if result.rejected is not None:
             log.warning(
@@ -516,10 +547,17 @@ class Worker:
         self.delivered_seen.clear()
 
     def _maybe_check_schedule(self) -> None:
+        """The schedule trigger, and the counters a new manual retrain starts again: checked
+        every `schedule_check_seconds`, and at once when the follower has seen a manual retrain."""
         now = time.monotonic()
-        if now - self.last_schedule_check < self.settings.schedule_check_seconds:
+        manual_retrains = self.follower.manual_retrains_seen
+        if (
+            now - self.last_schedule_check < self.settings.schedule_check_seconds
+            and manual_retrains == self.manual_retrains_checked
+        ):
             return
         self.last_schedule_check = now
+        self.manual_retrains_checked = manual_retrains
         commands = False
         for table in self.states.values():
             for model_type in list(table):
@@ -528,5 +566,4 @@ class Worker:
                 )
                 self._send(emitted)
                 commands |= bool(emitted)
-        if commands:
-            self._write_changelogs(True)
+        self._write_changelogs(commands)

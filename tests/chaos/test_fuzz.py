@@ -87,7 +87,16 @@ def test_registry_decoding_only_ever_raises_poison(model: type[Any]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(payloads(RegistryEventOccurred))
 def test_streams_registry_follower_never_raises(raw: bytes) -> None:
-    RegistryFollower("127.0.0.1:1", "registry-events").apply(raw)
+    RegistryFollower("127.0.0.1:1", "registry-events", "retrain-commands").apply(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads(RetrainRequested))
+def test_streams_follower_of_manual_retrains_never_raises(raw: bytes) -> None:
+    follower = RegistryFollower("127.0.0.1:1", "registry-events", "retrain-commands")
+    follower.apply_retrain_command(raw)
+    for view in follower.views.values():
+        assert view.manual_retrain_at is not None
 
 
 TOKEN = "fuzz-token"

@@ -180,3 +180,53 @@ def test_bad_candidate_rolled_back_good_candidate_ramped(
         assert final[0]["type"] == "promote" and final[0]["weights"] == {"v1.1": 1.0, "v1.0": 0.0}
     finally:
         worker.stop()
+
+
+def test_a_starting_worker_reads_the_registry_before_it_counts(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A canary is under test, and registry-events is long (20,000 records). A worker that
+    consumed before it had read them all saw no canary and fired the threshold retrain that a
+    running canary holds; it now joins the group only once it has read registry-events."""
+    staged = {"v1.0": 0.9, "v1.1": 0.1}
+    history = [
+        _registry_event(
+            RegistryEventType.VERSION_PROMOTED, "calling_score", "v1.0", "production", {"v1.0": 1}
+        ),
+        _registry_event(
+            RegistryEventType.VERSION_REGISTERED, "calling_score", "v1.1", "staging", staged
+        ),
+    ]
+    history += [
+        _registry_event(
+            RegistryEventType.TRAFFIC_CHANGED, "calling_score", "v1.1", "staging", staged
+        )
+    ] * 20_000
+    produce(kafka_bootstrap, topics.registry_events, history)
+    time.sleep(0.1)  # outcomes strictly after the candidate got traffic
+    produce(
+        kafka_bootstrap,
+        topics.outcome_events,
+        _outcomes("calling_score", {"v1.0": 0.5, "v1.1": 0.5}, 250, seed=3),
+    )
+    worker = StreamsWorker(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "worker",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD="200",
+    )
+    try:
+        worker.start()
+        worker.wait_web()
+
+        def counted() -> dict | None:
+            view = get_json(f"{worker.url}/samples/calling_score") or {}
+            done = view.get("new_samples") == 250 or view.get("retrain_commands", 0) > 0
+            return view if done else None
+
+        view = wait_until(counted, 60, "outcomes not counted")
+        assert view["retrain_commands"] == 0, "the threshold fired while a canary was under test"
+        assert read_topic(kafka_bootstrap, topics.retrain_commands) == []
+    finally:
+        worker.stop()

@@ -294,3 +294,42 @@ def test_a_forwarded_sample_out_of_range_is_malformed_not_a_crash(changes: dict)
     with pytest.raises(processing.MalformedSample):
         processing.handle_sample(sample, 0, 0, states, {}, views, RULES, 0.0)
     assert states == {}
+
+
+def test_a_manual_retrain_command_starts_the_counter_again() -> None:
+    from contracts.events import RetrainReason, RetrainRequested
+    from streams.registry_view import apply_retrain_command
+
+    states: dict[str, Any] = {}
+    for offset in range(40):
+        processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, {}, RULES, 100.0
+        )
+    requested_at = datetime.fromtimestamp(200.0, UTC)
+    own = RetrainRequested(
+        model_type="calling_score", reason=RetrainReason.SAMPLE_THRESHOLD, requested_at=requested_at
+    )
+    assert apply_retrain_command(None, own) is None  # streams' own commands are counted already
+    manual = RetrainRequested(
+        model_type="calling_score", reason=RetrainReason.MANUAL, requested_at=requested_at
+    )
+    views = {"calling_score": apply_retrain_command(None, manual)}
+    # the schedule check applies it while no sample arrives
+    assert processing.handle_schedule("calling_score", states, views, RULES, 201.0) == []
+    view = processing.samples_view(states, "calling_score", RULES.retrain_sample_threshold)
+    assert view["new_samples"] == 0
+    assert view["last_retrain_at"] == requested_at.isoformat()
+    # and counting goes on from zero, the manual command applied once
+    processing.handle_sample(
+        forwarded_sample(event_id="e40"), 0, 40, states, {}, views, RULES, 202.0
+    )
+    assert processing.samples_view(states, "calling_score", 97)["new_samples"] == 1
+    # the threshold then fires 97 samples after the manual retrain, not 97 after the first sample
+    fired = [
+        e
+        for offset in range(41, 41 + 96)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 203.0
+        )
+    ]
+    assert [orjson.loads(e.value)["new_samples"] for e in fired] == [97]

@@ -104,3 +104,54 @@ def test_counter_to_dict_holds_every_field() -> None:
     counter = rules.after_command(rules.count_sample(rules.RetrainCounter(), 1, 5.0)[0], 9.0)
     assert counter.to_dict() == asdict(counter)
     assert rules.RetrainCounter.from_dict(counter.to_dict()) == counter
+
+
+def test_an_event_arrives_at_its_record_time_bounded_by_the_wall_clock() -> None:
+    wall = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    an_hour_ago = int((wall - timedelta(hours=1)).timestamp() * 1000)
+    assert rules.arrival_time(an_hour_ago, wall) == wall - timedelta(hours=1)
+    in_an_hour = int((wall + timedelta(hours=1)).timestamp() * 1000)
+    assert rules.arrival_time(in_an_hour, wall) == wall
+    for no_timestamp in (None, 0, -1):
+        assert rules.arrival_time(no_timestamp, wall) == wall
+
+
+def test_a_manual_retrain_starts_the_count_again_once() -> None:
+    counted = rules.RetrainCounter(lineage="l", new_samples=700, clock_started_at=0.0)
+    skew = 300.0
+    reset = rules.after_manual_retrain(counted, 1_000.0, now=1_005.0, max_skew_seconds=skew)
+    assert (reset.new_samples, reset.clock_started_at, reset.last_retrain_at) == (
+        0,
+        1_000.0,
+        1_000.0,
+    )
+    assert reset.commands == counted.commands  # streams' own command ids do not move
+    # the same command seen again (a restart re-reads the topic) changes nothing
+    grown = rules.RetrainCounter(**{**reset.to_dict(), "new_samples": 5})
+    assert rules.after_manual_retrain(grown, 1_000.0, 2_000.0, skew) == grown
+    # a retrain of streams' own came after it: counted from that one, the manual is settled
+    later = rules.after_command(counted, 1_500.0)
+    settled = rules.after_manual_retrain(
+        rules.count_sample(later, 10, 1_600.0)[0], 1_000.0, 1_700.0, skew
+    )
+    assert (settled.new_samples, settled.last_retrain_at, settled.manual_retrain_at) == (
+        1,
+        1_500.0,
+        1_000.0,
+    )
+    # nothing known, or dated beyond the clock skew: ignored
+    assert rules.after_manual_retrain(counted, None, 1_000.0, skew) == counted
+    assert rules.after_manual_retrain(counted, 1_000.0 + skew + 1, 1_000.0, skew) == counted
+
+
+def test_a_counter_stored_before_manual_retrains_existed_reads_back() -> None:
+    stored = {
+        "lineage": "l",
+        "new_samples": 3,
+        "clock_started_at": 1.0,
+        "last_retrain_at": None,
+        "commands": 2,
+    }
+    counter = rules.RetrainCounter.from_dict(stored)
+    assert counter.manual_retrain_at is None
+    assert rules.RetrainCounter.from_dict(counter.to_dict()) == counter

@@ -11,13 +11,18 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from bus.admin import create_topics
+from bus.clients import make_producer
+from contracts.events import RetrainReason, RetrainRequested
 from contracts.topics import Topics
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events
 from tests.conftest import free_port
@@ -241,5 +246,104 @@ def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
             t: v["last_retrain_at"] for t, v in before.items()
         }
         assert len(schedule_commands()) == len(truth.per_type)
+    finally:
+        worker.stop()
+
+
+def test_future_timestamp_is_judged_by_the_record_time_so_a_replay_judges_alike(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two events sent an hour ago: one dated 10 min after it was sent (dead-lettered), one
+    dated 1 min after (forwarded). By the wall clock both lie in the past, so a worker reading
+    them now (as a replay would) used to forward both."""
+    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
+    sent_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    (template_key, template), *_ = outcome_events(1, seed=61, invalid_rate=0.0)[0]
+    events = {}
+    for name, minutes_after in (("ahead", 10), ("skewed", 1)):
+        event = orjson.loads(template) | {
+            "event_id": str(uuid.UUID(int=random.Random(name).getrandbits(128), version=4)),
+            "occurred_at": (sent_at + timedelta(minutes=minutes_after)).isoformat(),
+        }
+        events[name] = event
+    producer = make_producer(kafka_bootstrap)
+    for event in events.values():
+        producer.produce(
+            topics.outcome_events,
+            orjson.dumps(event),
+            template_key,
+            timestamp=int(sent_at.timestamp() * 1000),
+        )
+    assert producer.flush(30) == 0
+    (worker,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
+    try:
+        worker.start().wait_web()
+        wait_until(
+            lambda: (
+                len(read_topic(kafka_bootstrap, topics.training_samples)) >= 1
+                and len(read_topic(kafka_bootstrap, topics.outcome_events_dlq)) >= 1
+            ),
+            60,
+            "the two events were not both handled",
+        )
+        (dead,) = read_topic(kafka_bootstrap, topics.outcome_events_dlq)
+        assert dict(dead.headers())["error.reason"] == b"future_timestamp"
+        assert orjson.loads(dead.value())["event_id"] == events["ahead"]["event_id"]
+        (forwarded,) = read_topic(kafka_bootstrap, topics.training_samples)
+        assert orjson.loads(forwarded.value())["event_id"] == events["skewed"]["event_id"]
+    finally:
+        worker.stop()
+
+
+def test_a_manual_retrain_starts_the_count_again_and_a_restart_keeps_it(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    """`POST /models/{type}/retrain` publishes a `manual` command; streams counts from it."""
+    messages, truth = outcome_events(300, seed=67, duplicate_rate=0.0, invalid_rate=0.0)
+    worker = StreamsWorker(
+        kafka_bootstrap,
+        topic_prefix,
+        free_port(),
+        tmp_path / "worker",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
+    )
+    model_type = "calling_score"
+
+    def samples() -> dict[str, Any]:
+        return wait_until(lambda: get_json(f"{worker.url}/samples/{model_type}"), 30, "view")
+
+    try:
+        worker.start().wait_web()
+        produce(kafka_bootstrap, topics.outcome_events, messages)
+        wait_until(
+            lambda: samples()["new_samples"] == truth.per_type[model_type], 60, "not counted"
+        )
+        requested_at = datetime.now(UTC).replace(microsecond=0)
+        manual = RetrainRequested(
+            model_type=model_type, reason=RetrainReason.MANUAL, requested_at=requested_at
+        )
+        produce(
+            kafka_bootstrap,
+            topics.retrain_commands,
+            [(model_type.encode(), manual.model_dump_json().encode())],
+        )
+        # applied at once (no sample, schedule checked only every 60 s)
+        wait_until(lambda: samples()["new_samples"] == 0, 30, "the manual retrain was not applied")
+        assert samples()["last_retrain_at"] == requested_at.isoformat()
+
+        more, more_truth = outcome_events(200, seed=71, duplicate_rate=0.0, invalid_rate=0.0)
+        produce(kafka_bootstrap, topics.outcome_events, more)
+        expected = more_truth.per_type[model_type]
+        wait_until(lambda: samples()["new_samples"] == expected, 60, "not counted after it")
+        worker.stop()
+        worker.start().wait_web()
+        wait_until(
+            lambda: (get_json(f"{worker.url}/healthz") or {}).get("manual_retrains_seen") == 1,
+            30,
+            "the restarted worker did not read the manual command again",
+        )
+        time.sleep(1)  # its main loop checks the counters at once after that
+        assert samples()["new_samples"] == expected  # applied once, not again after a restart
+        assert samples()["last_retrain_at"] == requested_at.isoformat()
     finally:
         worker.stop()
