@@ -93,18 +93,25 @@ def test_single_broker_killed_and_restarted_every_service_reconnects(
         local_broker.stop_node(layout, 1, kill=True)
         killed = time.monotonic()
         # a producer keeps sending into the outage (idempotent, acks=all: it buffers and retries)
-        during = threading.Thread(
-            target=produce,
-            args=(bootstrap, topics.outcome_events, messages[third : 2 * third]),
-            daemon=True,
-        )
+        delivered = threading.Event()
+
+        def produce_into_the_outage() -> None:
+            produce(
+                bootstrap,
+                topics.outcome_events,
+                messages[third : 2 * third],
+                flush_timeout=outage + 120,
+            )
+            delivered.set()
+
+        during = threading.Thread(target=produce_into_the_outage, daemon=True)
         during.start()
         time.sleep(outage)
         restart_node(layout, 1)
         restarted = time.monotonic()
         wait_until(lambda: broker_count(bootstrap) >= 1, 120, "broker did not come back")
         during.join(timeout=120)
-        assert not during.is_alive(), "the producer never delivered its outage batch"
+        assert delivered.is_set(), "the producer never delivered its outage batch"
         produce(bootstrap, topics.outcome_events, messages[2 * third :])
         # A second deployment would be a candidate under A/B test, which holds streams' retrain
         # trigger; a command proves the registry consumes again without changing that.

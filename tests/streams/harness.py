@@ -105,7 +105,9 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str) -> An
     raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+def produce(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]], flush_timeout: float = 30
+) -> int:
     producer = make_producer(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10_000})
     sent = 0
     for key, value in messages:
@@ -117,7 +119,7 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]])
                 producer.poll(0.05)
         sent += 1
         producer.poll(0)
-    assert producer.flush(30) == 0
+    assert producer.flush(flush_timeout) == 0
     return sent
 
 
