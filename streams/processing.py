@@ -269,11 +269,11 @@ def handle_sample(
     emitted: list[Emitted] = []
     view = views.get(model_type)
     canary_running = registry_known and view is not None and view.candidate is not None
+    counter = state.counter
+    if view is not None and view.manual_retrain_at is not None:
+        counter = _after_manual_retrain(counter, view, now)
     counter, crossed = rules.count_sample(
-        _after_manual_retrain(state.counter, view, now),
-        settings.retrain_sample_threshold,
-        now,
-        canary_running,
+        counter, settings.retrain_sample_threshold, now, canary_running
     )
     if crossed:
         emitted.append(

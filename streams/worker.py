@@ -118,6 +118,12 @@ class Worker:
         self.last_commit = time.monotonic()
         self.last_schedule_check = time.monotonic()
         self.manual_retrains_checked = 0  # the follower's count when the schedule was checked
+        # (record millis, batch clock, arrival) of the last outcome event: see _arrival
+        self._arrivals: tuple[int | None, datetime | None, datetime] = (
+            None,
+            None,
+            datetime.now(UTC),
+        )
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
@@ -388,7 +394,7 @@ class Worker:
             self.seen[partition],
             self.rejections[partition],
             self.catalog,
-            rules.arrival_time(_record_millis(message), now),
+            self._arrival(message, now),
         )
         if result.rejected is not None:
             log.warning(
@@ -413,6 +419,14 @@ class Worker:
                     (SOURCE_OFFSET_HEADER, str(offset).encode()),
                 ],
             )
+
+    def _arrival(self, message: Message, now: datetime) -> datetime:
+        """`rules.arrival_time` of a record; records of one batch often share a millisecond."""
+        millis = _record_millis(message)
+        cached = self._arrivals
+        if cached[0] != millis or cached[1] is not now:
+            cached = self._arrivals = (millis, now, rules.arrival_time(millis, now))
+        return cached[2]
 
     def _on_sample(self, message: Message, partition: int, clock: float) -> bool:
         source = _source_position(message.headers())
