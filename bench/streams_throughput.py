@@ -69,9 +69,19 @@ def counted(worker: StreamsWorker, threshold: int, model_types: list[str]) -> in
     return total
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process's main thread so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def streams_throughput(
     bootstrap: str, prefix: str, events: int, workdir: Path, profile: bool
-) -> tuple[float, float, str | None]:
+) -> tuple[float, float, float, str | None]:
+    """(raw ceiling events/s, worker events/s, worker main-thread CPU us per event, profile).
+
+    The CPU figure moves much less with a noisy neighbour than the wall-clock rate does, so it
+    is the one to compare builds by."""
     workdir.mkdir(parents=True, exist_ok=True)
     topics = Topics(prefix)
     create_topics(bootstrap, topics, 4, 1)
@@ -99,6 +109,7 @@ def streams_throughput(
             print(worker.log_path.read_text()[-4000:], file=sys.stderr)
             raise
         started = time.perf_counter()
+        cpu_started = main_thread_cpu_seconds(worker.process.pid)
         if profile:
             spy = subprocess.Popen(
                 [
@@ -120,6 +131,7 @@ def streams_throughput(
             lambda: counted(worker, threshold, model_types) >= valid, 1800, "not all counted"
         )
         elapsed = time.perf_counter() - started
+        cpu_us = (main_thread_cpu_seconds(worker.process.pid) - cpu_started) / events * 1e6
         if spy is not None:
             spy.wait()
     finally:
@@ -131,7 +143,7 @@ def streams_throughput(
         kept.parent.mkdir(exist_ok=True)
         shutil.copy(workdir / "streams.pyspy.txt", kept)  # raw py-spy stacks, for a closer look
         summary = summarize_profile(kept)
-    return ceiling, rate, summary
+    return ceiling, rate, cpu_us, summary
 
 
 def summarize_profile(path: Path) -> str:
@@ -292,10 +304,10 @@ def main() -> None:
         workdir = Path(tmp)
         print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start")
         if not args.skip_throughput:
-            ceilings, rates = [], []
+            ceilings, rates, cpus = [], [], []
             profile = None
             for repeat in range(args.repeats):  # each on its own topics, same data
-                ceiling, rate, summary = streams_throughput(
+                ceiling, rate, cpu_us, summary = streams_throughput(
                     bootstrap,
                     f"bench-{run}-t{repeat}-",
                     args.events,
@@ -304,10 +316,11 @@ def main() -> None:
                 )
                 ceilings.append(ceiling)
                 rates.append(rate)
+                cpus.append(cpu_us)
                 profile = profile or summary
                 print(
-                    f"repeat {repeat + 1}: (a) {ceiling:,.0f}/s, (b) {rate:,.0f}/s, "
-                    f"load {os.getloadavg()[0]:.1f}"
+                    f"repeat {repeat + 1}: (a) {ceiling:,.0f}/s, (b) {rate:,.0f}/s "
+                    f"({cpu_us:.1f} us main-thread CPU per event), load {os.getloadavg()[0]:.1f}"
                 )
             ceiling, rate = statistics.median(ceilings), statistics.median(rates)
             ratios = [r / c for r, c in zip(rates, ceilings, strict=True)]
@@ -321,6 +334,10 @@ def main() -> None:
             print(f"| (b) streams worker, 1 process, full processing | {rate:,.0f} |")
             print(
                 f"| ratio (b)/(a), median of the runs' ratios | {statistics.median(ratios):.3f} |"
+            )
+            print(
+                "| (b) worker main-thread CPU per event (us), median "
+                f"| {statistics.median(cpus):.1f} |"
             )
             if profile:
                 print("\n" + profile)
