@@ -269,11 +269,11 @@ def handle_sample(
     emitted: list[Emitted] = []
     view = views.get(model_type)
     canary_running = registry_known and view is not None and view.candidate is not None
-    counter = state.counter
-    if view is not None and view.manual_retrain_at is not None:
-        counter = _after_manual_retrain(counter, view, now)
     counter, crossed = rules.count_sample(
-        counter, settings.retrain_sample_threshold, now, canary_running
+        _after_manual_retrain(state.counter, view, now),
+        settings.retrain_sample_threshold,
+        now,
+        canary_running,
     )
     if crossed:
         emitted.append(
@@ -318,12 +318,12 @@ def handle_sample(
 def _after_manual_retrain(
     counter: rules.RetrainCounter, view: ModelTypeView | None, now: float
 ) -> rules.RetrainCounter:
-    requested = view.manual_retrain_at if view is not None else None
+    """`rules.after_manual_retrain` with the view's newest manual retrain, if it knows one (the
+    common case, every sample, returns at once)."""
+    if view is None or view.manual_retrain_at is None:
+        return counter
     return rules.after_manual_retrain(
-        counter,
-        requested.timestamp() if requested is not None else None,
-        now,
-        MAX_CLOCK_SKEW.total_seconds(),
+        counter, view.manual_retrain_at.timestamp(), now, MAX_CLOCK_SKEW.total_seconds()
     )
 
 

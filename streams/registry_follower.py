@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bus.tail import TopicTail
 from contracts.events import RegistryEventOccurred, RetrainRequested
 from streams.registry_view import ModelTypeView, apply_registry_event, apply_retrain_command
 
 log = logging.getLogger(__name__)
+
+Record = TypeVar("Record", bound=BaseModel)
 
 
 class RegistryFollower:
@@ -59,10 +62,8 @@ class RegistryFollower:
         self._retrain_tail.stop()
 
     def apply_retrain_command(self, raw: bytes | None) -> None:
-        try:
-            command = RetrainRequested.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            log.warning("unreadable retrain command on %s skipped: %s", self.retrain_topic, exc)
+        command = _read(RetrainRequested, raw, self.retrain_topic)
+        if command is None:
             return
         with self._lock:
             before = self.views.get(command.model_type)
@@ -78,10 +79,8 @@ class RegistryFollower:
         )
 
     def apply(self, raw: bytes | None) -> None:
-        try:
-            event = RegistryEventOccurred.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            log.warning("unreadable registry event on %s skipped: %s", self.topic, exc)
+        event = _read(RegistryEventOccurred, raw, self.topic)
+        if event is None:
             return
         with self._lock:
             view = apply_registry_event(self.views.get(event.model_type), event)
@@ -96,3 +95,13 @@ class RegistryFollower:
             view.candidate,
             dict(view.weights),
         )
+
+
+def _read(model: type[Record], raw: bytes | None, topic: str) -> Record | None:
+    """The record, or None (logged and skipped) when it does not validate: one unreadable record
+    must not stop a follower."""
+    try:
+        return model.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        log.warning("unreadable %s on %s skipped: %s", model.__name__, topic, exc)
+        return None
