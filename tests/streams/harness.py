@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from bus.clients import make_admin, make_consumer, make_producer
+from bus.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,11 @@ class StreamsWorker:
             **settings,
         }
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def alone(cls, bootstrap: str, prefix: str, tmp_path: Path, **settings: str) -> StreamsWorker:
+        """The one worker of a test: a free port, its data under `tmp_path / "worker"`."""
+        return cls(bootstrap, prefix, free_port(), tmp_path / "worker", **settings)
 
     @property
     def url(self) -> str:

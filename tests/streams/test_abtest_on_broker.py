@@ -13,7 +13,6 @@ import pytest
 
 from contracts.events import RegistryEventOccurred, RegistryEventType, to_json
 from contracts.topics import Topics
-from tests.conftest import free_port
 from tests.streams.harness import StreamsWorker, get_json, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,11 +58,10 @@ def _commands(bootstrap: str, topics: Topics) -> list[dict]:
 def test_bad_candidate_rolled_back_good_candidate_ramped(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
-    worker = StreamsWorker(
+    worker = StreamsWorker.alone(
         kafka_bootstrap,
         topic_prefix,
-        free_port(),
-        tmp_path / "worker",
+        tmp_path,
         RELEARN_ABTEST_MIN_SAMPLES="100",
         RELEARN_ROLLBACK_ALPHA="0.05",
     )
@@ -209,11 +207,10 @@ def test_a_starting_worker_reads_the_registry_before_it_counts(
         topics.outcome_events,
         _outcomes("calling_score", {"v1.0": 0.5, "v1.1": 0.5}, 250, seed=3),
     )
-    worker = StreamsWorker(
+    worker = StreamsWorker.alone(
         kafka_bootstrap,
         topic_prefix,
-        free_port(),
-        tmp_path / "worker",
+        tmp_path,
         RELEARN_RETRAIN_SAMPLE_THRESHOLD="200",
     )
     try:

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import pytest
 
-from bus.admin import create_topics
 from bus.clients import make_producer
 from contracts.events import RetrainReason, RetrainRequested
 from contracts.topics import Topics
@@ -204,11 +203,10 @@ def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
     """Max age ~2 s, checked every 0.5 s: one `schedule` command per model type with samples,
     none while no new sample arrives, and the last-retrain time is kept across a restart."""
     messages, truth = outcome_events(40, seed=11, duplicate_rate=0.0, invalid_rate=0.0)
-    worker = StreamsWorker(
+    worker = StreamsWorker.alone(
         kafka_bootstrap,
         topic_prefix,
-        free_port(),
-        tmp_path / "worker",
+        tmp_path,
         RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
         RELEARN_RETRAIN_MAX_AGE_DAYS=str(2.0 / 86_400),
         RELEARN_SCHEDULE_CHECK_SECONDS="0.5",
@@ -256,7 +254,6 @@ def test_future_timestamp_is_judged_by_the_record_time_so_a_replay_judges_alike(
     """Two events sent an hour ago: one dated 10 min after it was sent (dead-lettered), one
     dated 1 min after (forwarded). By the wall clock both lie in the past, so a worker reading
     them now (as a replay would) used to forward both."""
-    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
     sent_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     (template_key, template), *_ = outcome_events(1, seed=61, invalid_rate=0.0)[0]
     events = {}
@@ -300,11 +297,10 @@ def test_a_manual_retrain_starts_the_count_again_and_a_restart_keeps_it(
 ) -> None:
     """`POST /models/{type}/retrain` publishes a `manual` command; streams counts from it."""
     messages, truth = outcome_events(300, seed=67, duplicate_rate=0.0, invalid_rate=0.0)
-    worker = StreamsWorker(
+    worker = StreamsWorker.alone(
         kafka_bootstrap,
         topic_prefix,
-        free_port(),
-        tmp_path / "worker",
+        tmp_path,
         RELEARN_RETRAIN_SAMPLE_THRESHOLD="100000",
     )
     model_type = "calling_score"

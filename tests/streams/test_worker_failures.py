@@ -19,7 +19,6 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from bus.admin import create_topics
 from bus.clients import make_admin, make_producer
 from contracts.topics import Topics
 from streams import processing
@@ -45,7 +44,6 @@ def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
     messages, truth = outcome_events(3_000, seed=43, invalid_rate=0.01, duplicate_rate=0.02)
     produce(kafka_bootstrap, topics.outcome_events, messages)
 
@@ -88,7 +86,6 @@ def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_
 def test_a_forward_the_broker_refuses_stops_the_worker_without_committing(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
-    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
     # training-samples takes no record at all now: every forward's delivery fails
     limit = ConfigEntry("max.message.bytes", "50", incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(
@@ -120,7 +117,6 @@ def test_a_forward_the_broker_refuses_stops_the_worker_without_committing(
 def test_poison_too_large_to_dead_letter_whole_and_unreadable_source_headers_do_not_stop_it(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
-    create_topics(kafka_bootstrap, topics, partitions=4, replication=1)
     messages, truth = outcome_events(1_000, seed=53, invalid_rate=0.0, duplicate_rate=0.0)
     huge = b'{"model_type": "calling_score", "pad": "' + b" " * 3_000_000 + b'"}'
     # compressed, 3 MB of spaces get past the broker's 1 MB limit; uncompressed they cannot

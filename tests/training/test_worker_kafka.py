@@ -26,9 +26,10 @@ from tests.training.kafka_helpers import (
 )
 from training.export import score_onnx
 from training.network import predict
-from training.reproduce import reproduce
+from training.reproduce import Reproduction, reproduce
 from training.samples import KafkaSampleReader
 from training.service import build_pipeline, build_worker
+from training.settings import TrainerSettings
 from training.synthetic import synthetic_samples
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,18 @@ pytestmark = pytest.mark.integration
 
 def _deployed(messages: list[Message]) -> list[ModelDeployed]:
     return [ModelDeployed.model_validate_json(m.value() or b"") for m in messages]
+
+
+def _reproduced(settings: TrainerSettings, event: ModelDeployed, bootstrap: str) -> Reproduction:
+    """`reproduce` of a deployment from its recorded lineage, read back from the broker."""
+    assert event.lineage is not None
+    return reproduce(
+        build_pipeline(settings, faults=False),
+        event.model_type,
+        event.lineage,
+        event.metrics.model_dump(),
+        KafkaSampleReader(bootstrap, event.lineage.topic),
+    )
 
 
 def test_command_deploys_a_proven_model_once_and_its_lineage_reproduces(
@@ -84,13 +97,7 @@ def test_command_deploys_a_proven_model_once_and_its_lineage_reproduces(
     assert event.lineage.seed == 11 and event.lineage.package_version == "0.1.0"
 
     # the lineage reproduces the metrics exactly, and the artifact matches the reproduced torch model
-    result = reproduce(
-        build_pipeline(settings, faults=False),
-        "calling_score",
-        event.lineage,
-        metrics,
-        KafkaSampleReader(kafka_bootstrap, event.lineage.topic),
-    )
+    result = _reproduced(settings, event, kafka_bootstrap)
     assert result.exact, result.differences
     rows = np.asarray([s["features"] for s in samples[:100]], dtype=np.float32)
     np.testing.assert_allclose(
@@ -124,13 +131,7 @@ def test_a_busy_type_trains_on_its_newest_records_only_and_the_lineage_says_whic
     assert event.lineage is not None
     ((start, end),) = [r for r in event.lineage.offsets.values() if r[1] > r[0]]
     assert (start, end) == (200, 500)  # the newest 300 of the 500 in the type's partition
-    result = reproduce(
-        build_pipeline(settings, faults=False),
-        "calling_score",
-        event.lineage,
-        metrics,
-        KafkaSampleReader(kafka_bootstrap, event.lineage.topic),
-    )
+    result = _reproduced(settings, event, kafka_bootstrap)
     assert result.exact, result.differences
 
 
