@@ -25,7 +25,7 @@ from contracts.events import (
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog
-from contracts.validation import MAX_CLOCK_SKEW, OutcomeRejected, validate_outcome
+from contracts.validation import OutcomeRejected, validate_outcome
 from streams import abtest, rules
 from streams.registry_view import ModelTypeView
 
@@ -322,9 +322,7 @@ def _after_manual_retrain(
     common case, every sample, returns at once)."""
     if view is None or view.manual_retrain_at is None:
         return counter
-    return rules.after_manual_retrain(
-        counter, view.manual_retrain_at.timestamp(), now, MAX_CLOCK_SKEW.total_seconds()
-    )
+    return rules.after_manual_retrain(counter, view.manual_retrain_at.timestamp())
 
 
 def handle_schedule(

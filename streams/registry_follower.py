@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from bus.tail import TopicTail
-from contracts.events import RegistryEventOccurred, RetrainRequested
+from contracts.events import RegistryEventOccurred, RetrainReason, RetrainRequested
 from streams.registry_view import ModelTypeView, apply_registry_event, apply_retrain_command
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,15 @@ class RegistryFollower:
             return
         with self._lock:
             before = self.views.get(command.model_type)
-            view = apply_retrain_command(before, command)
+            view = apply_retrain_command(before, command, datetime.now(UTC))
             if view is None or view is before:
+                if command.reason is RetrainReason.MANUAL:
+                    log.warning(
+                        "manual retrain model_type=%s requested_at=%s ignored: not newer than "
+                        "the one known, or dated in the future",
+                        command.model_type,
+                        command.requested_at.isoformat(),
+                    )
                 return
             self.views[command.model_type] = view
             self.manual_retrains_seen += 1

@@ -15,6 +15,7 @@ from contracts.events import (
     RetrainReason,
     RetrainRequested,
 )
+from contracts.validation import MAX_CLOCK_SKEW
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -71,10 +72,14 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
 
 
 def apply_retrain_command(
-    view: ModelTypeView | None, command: RetrainRequested
+    view: ModelTypeView | None, command: RetrainRequested, now: datetime
 ) -> ModelTypeView | None:
-    """The view after one retrain command: only a manual one, streams' own are counted already."""
-    if command.reason is not RetrainReason.MANUAL:
+    """The view after one retrain command: only a manual one, streams' own are counted already.
+
+    A command dated beyond the clock skew after `now` is refused: as the newest manual retrain
+    it would hide every real one after it, and restart the 7-day clock in the future.
+    """
+    if command.reason is not RetrainReason.MANUAL or command.requested_at > now + MAX_CLOCK_SKEW:
         return view
     current = view or ModelTypeView(model_type=command.model_type)
     if current.manual_retrain_at is not None and command.requested_at <= current.manual_retrain_at:

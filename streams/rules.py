@@ -216,19 +216,14 @@ def after_command(counter: RetrainCounter, now: float) -> RetrainCounter:
     )
 
 
-def after_manual_retrain(
-    counter: RetrainCounter, requested_at: float | None, now: float, max_skew_seconds: float
-) -> RetrainCounter:
+def after_manual_retrain(counter: RetrainCounter, requested_at: float) -> RetrainCounter:
     """The counter once a manual retrain command (`POST /models/{type}/retrain`) is known.
 
     A manual retrain is a retrain: the count starts again from zero and the clock restarts at
     its `requested_at`. Each manual command applies once (remembered by its `requested_at`,
     since a command may lack an id), and not at all when a command of streams' own came after
-    it. One dated beyond the clock skew is ignored: it would otherwise hold the clock in the
-    future and silence the schedule trigger.
+    it. (A command dated in the future never gets here: `registry_view` refuses it.)
     """
-    if requested_at is None or requested_at > now + max_skew_seconds:
-        return counter
     if counter.manual_retrain_at is not None and requested_at <= counter.manual_retrain_at:
         return counter  # applied already
     if counter.last_retrain_at is not None and requested_at <= counter.last_retrain_at:

@@ -309,11 +309,16 @@ def test_a_manual_retrain_command_starts_the_counter_again() -> None:
     own = RetrainRequested(
         model_type="calling_score", reason=RetrainReason.SAMPLE_THRESHOLD, requested_at=requested_at
     )
-    assert apply_retrain_command(None, own) is None  # streams' own commands are counted already
+    now = datetime.fromtimestamp(201.0, UTC)
+    assert apply_retrain_command(None, own, now) is None  # streams' own are counted already
     manual = RetrainRequested(
         model_type="calling_score", reason=RetrainReason.MANUAL, requested_at=requested_at
     )
-    views = {"calling_score": apply_retrain_command(None, manual)}
+    views = {"calling_score": apply_retrain_command(None, manual, now)}
+    # one dated beyond the clock skew is refused: as the newest it would hide every real one
+    future = manual.model_copy(update={"requested_at": now + timedelta(minutes=6)})
+    assert apply_retrain_command(views["calling_score"], future, now) is views["calling_score"]
+    assert apply_retrain_command(None, future, now) is None
     # the schedule check applies it while no sample arrives
     assert processing.handle_schedule("calling_score", states, views, RULES, 201.0) == []
     view = processing.samples_view(states, "calling_score", RULES.retrain_sample_threshold)

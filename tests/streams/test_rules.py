@@ -118,8 +118,7 @@ def test_an_event_arrives_at_its_record_time_bounded_by_the_wall_clock() -> None
 
 def test_a_manual_retrain_starts_the_count_again_once() -> None:
     counted = rules.RetrainCounter(lineage="l", new_samples=700, clock_started_at=0.0)
-    skew = 300.0
-    reset = rules.after_manual_retrain(counted, 1_000.0, now=1_005.0, max_skew_seconds=skew)
+    reset = rules.after_manual_retrain(counted, 1_000.0)
     assert (reset.new_samples, reset.clock_started_at, reset.last_retrain_at) == (
         0,
         1_000.0,
@@ -128,20 +127,15 @@ def test_a_manual_retrain_starts_the_count_again_once() -> None:
     assert reset.commands == counted.commands  # streams' own command ids do not move
     # the same command seen again (a restart re-reads the topic) changes nothing
     grown = rules.RetrainCounter(**{**reset.to_dict(), "new_samples": 5})
-    assert rules.after_manual_retrain(grown, 1_000.0, 2_000.0, skew) == grown
+    assert rules.after_manual_retrain(grown, 1_000.0) == grown
     # a retrain of streams' own came after it: counted from that one, the manual is settled
     later = rules.after_command(counted, 1_500.0)
-    settled = rules.after_manual_retrain(
-        rules.count_sample(later, 10, 1_600.0)[0], 1_000.0, 1_700.0, skew
-    )
+    settled = rules.after_manual_retrain(rules.count_sample(later, 10, 1_600.0)[0], 1_000.0)
     assert (settled.new_samples, settled.last_retrain_at, settled.manual_retrain_at) == (
         1,
         1_500.0,
         1_000.0,
     )
-    # nothing known, or dated beyond the clock skew: ignored
-    assert rules.after_manual_retrain(counted, None, 1_000.0, skew) == counted
-    assert rules.after_manual_retrain(counted, 1_000.0 + skew + 1, 1_000.0, skew) == counted
 
 
 def test_a_counter_stored_before_manual_retrains_existed_reads_back() -> None:
