@@ -1,4 +1,4 @@
-"""What a dead letter carries: the record's value and the headers DESIGN.md names."""
+"""What a dead letter carries: the record's value and the headers docs/design.md names."""
 
 from __future__ import annotations
 

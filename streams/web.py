@@ -20,7 +20,7 @@ Answer = tuple[int, Any]
 
 
 class StreamsWeb:
-    """Routes of DESIGN.md's streams table, plus /rejections and /healthz."""
+    """Routes of docs/design.md's streams table, plus /rejections and /healthz."""
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker

@@ -1,4 +1,4 @@
-"""Every outcome-event rule of DESIGN.md, broken one at a time, yields its stable reason code."""
+"""Every outcome-event rule of docs/design.md, broken one at a time, yields its stable reason code."""
 
 from __future__ import annotations
 
