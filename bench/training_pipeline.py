@@ -1,12 +1,21 @@
 """Benchmark: command-to-deployed time of the trainer by phase vs a bare torch loop; ORT vs torch latency.
 
+The worker is the real one (`RetrainWorker.run`, consumer group) and its gate compares against a
+real registry: `relearn registry` started as a subprocess on a free port (Kafka off, so every
+repeat is gated against the same production version), holding a production version trained on
+the same samples for a few epochs (`--production-epochs`), so the gate fetches its ONNX over HTTP,
+scores it on the candidate's test rows and passes. The read cap (RELEARN_TRAINING_MAX_RECORDS) is
+raised to the size, so every sample produced is read.
+
 Run (a broker must answer at KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092):
-    .venv/bin/python bench/training_pipeline.py [--sizes 10000 100000] [--epochs 10]
+    .venv/bin/python bench/training_pipeline.py [--sizes 10000 100000] [--repeats 3] [--epochs 10]
+    .venv/bin/python bench/training_pipeline.py --quick      # 2,000 samples, 3 epochs, 1 command
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import statistics
@@ -15,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +35,24 @@ from confluent_kafka import OFFSET_END, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.registry_route import free_port, start_server, stop_server  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_consumer, make_producer  # noqa: E402
 from contracts.events import RetrainReason, RetrainRequested, to_json  # noqa: E402
-from contracts.model_types import Loss, ModelTypeSpec  # noqa: E402
+from contracts.model_types import Loss, ModelTypeCatalog, ModelTypeSpec  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
-from training.dataset import Split, split_dataset  # noqa: E402
+from training.artifacts import LocalArtifactStore  # noqa: E402
+from training.dataset import Dataset, Split, split_dataset  # noqa: E402
 from training.export import score_onnx, session_for  # noqa: E402
 from training.fit import batch_loss  # noqa: E402
 from training.hyperparameters import Hyperparameters  # noqa: E402
 from training.network import ScoringNetwork, build_network, configure_torch, predict  # noqa: E402
+from training.pipeline import (  # noqa: E402
+    PipelineConfig,
+    TrainingPipeline,
+    deployment_event,
+)
+from training.production import FixedProductionSource  # noqa: E402
 from training.samples import KafkaSampleReader  # noqa: E402
 from training.service import build_worker, make_command_consumer  # noqa: E402
 from training.settings import TrainerSettings  # noqa: E402
@@ -53,21 +71,52 @@ def produce_samples(bootstrap: str, topic: str, count: int) -> None:
     assert producer.flush(60) == 0
 
 
-def wait_for_one(bootstrap: str, topic: str, timeout: float = 900.0) -> float:
+def wait_for_one(bootstrap: str, topics: list[str], timeout: float = 900.0) -> tuple[float, str]:
+    """(when, topic) of the first record that appears on any of `topics` from now on."""
     consumer = make_consumer(
         bootstrap, f"bench-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
     )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    consumer.assign(
+        [
+            TopicPartition(topic, p, OFFSET_END)
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+    )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(1.0)
             if message is not None and message.error() is None:
-                return time.perf_counter()
-        raise TimeoutError(f"nothing on {topic}")
+                return time.perf_counter(), message.topic() or ""
+        raise TimeoutError(f"nothing on {topics}")
     finally:
         consumer.close()
+
+
+def production_registry(
+    spec: ModelTypeSpec, dataset: Dataset, hyper: Hyperparameters, epochs: int, root: Path
+) -> tuple[Path, Path]:
+    """A registry state (SQLite + artifacts) whose production version is the same network
+    trained for `epochs` on the same samples: weaker than a full training, so the gate passes."""
+    from registry.artifacts import ArtifactStore
+    from registry.service import RegistryService
+    from registry.store import open_store
+
+    state_dir, artifact_dir = root / "registry", root / "registry-artifacts"
+    state_dir.mkdir(parents=True)
+    short = PipelineConfig(hyper=dataclasses.replace(hyper, max_epochs=epochs, patience=epochs))
+    catalog = ModelTypeCatalog([spec])
+    model = TrainingPipeline(catalog, short, FixedProductionSource()).build(spec, dataset)
+    stored = LocalArtifactStore(artifact_dir).put(spec.name, model.proven.onnx)
+    store = open_store(f"sqlite:///{state_dir / 'registry.db'}")
+    try:
+        service = RegistryService(store, ArtifactStore(artifact_dir.resolve()), catalog)
+        result = service.register_deployment(deployment_event(model, stored, None, None))
+        assert result.plan is not None and result.plan.insert is not None, result
+    finally:
+        store.close()
+    return state_dir, artifact_dir
 
 
 def bare_torch_loop(
@@ -99,19 +148,37 @@ def bare_torch_loop(
     return time.perf_counter() - started
 
 
-def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> dict[str, Any]:
+def run_size(
+    bootstrap: str, count: int, epochs: int | None, repeats: int, production_epochs: int
+) -> dict[str, Any]:
     topics = Topics(f"bench{uuid.uuid4().hex[:8]}-")
     create_topics(bootstrap, topics, partitions=4, replication=1)
     produce_samples(bootstrap, topics.training_samples, count)
     with tempfile.TemporaryDirectory() as state:
+        port = free_port()
         settings = TrainerSettings(
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             topic_prefix=topics.prefix,
             state_dir=Path(state),
-            registry_url="http://127.0.0.1:1",
+            registry_url=f"http://127.0.0.1:{port}",
+            faults_dir=Path(state) / "faults",  # never a fault file of the working directory
             trainer_group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            training_max_records=max(count, 1),
             **({"training_max_epochs": epochs, "training_patience": epochs} if epochs else {}),
         )
+        spec = settings.model_types().get(MODEL_TYPE)
+        assert spec is not None
+        hyper = settings.hyperparameters()
+        # The window the worker will read, read once here: the production model's data and the
+        # bare loop's split (the same seed gives the worker's split).
+        read = KafkaSampleReader(
+            bootstrap, topics.training_samples, max_records=settings.training_max_records
+        ).read_window(spec, datetime.now(UTC) - timedelta(days=365))
+        split = split_dataset(read.dataset, hyper.seed)
+        registry_state, registry_artifacts = production_registry(
+            spec, read.dataset, hyper, production_epochs, Path(state)
+        )
+        registry = start_server(registry_state, registry_artifacts, port, 1.0)
         worker = build_worker(settings)
         outcomes: list[CommandOutcome] = []
         publish_times: list[float] = []
@@ -137,16 +204,13 @@ def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> di
         producer = make_producer(bootstrap)
         producer.produce(topics.outcome_events, value=b"{}")  # connect and init before timing
         producer.flush(10)
-        spec = worker.pipeline.spec_for(MODEL_TYPE)
-        hyper = settings.hyperparameters()
-        split: Split | None = None
-        runs: list[dict[str, float]] = []
+        runs: list[dict[str, Any]] = []
         try:
             for _ in range(repeats):
-                deployed: list[float] = []
+                settled: list[tuple[float, str]] = []
                 watcher = threading.Thread(
-                    target=lambda out=deployed: out.append(
-                        wait_for_one(bootstrap, topics.model_deployed)
+                    target=lambda out=settled: out.append(
+                        wait_for_one(bootstrap, [topics.model_deployed, topics.registry_events])
                     )
                 )
                 watcher.start()
@@ -161,17 +225,17 @@ def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> di
                 while len(publish_times) <= len(runs):  # the flush returns after the watcher saw it
                     time.sleep(0.01)
                 outcome = outcomes[-1]
-                timings = dict(outcome.timings)
+                published = orjson.loads(outcome.recorded.value)
+                if settled[0][1] != topics.model_deployed:
+                    raise RuntimeError(f"the command was rejected: {published}")
+                if published["metrics"]["gate"] != "passed":
+                    raise RuntimeError(f"the gate did not compare: {published['metrics']}")
+                timings: dict[str, Any] = dict(outcome.timings)
                 timings["publish"] = publish_times[-1]
-                timings["command_to_deployed"] = deployed[0] - sent
-                if split is None:
-                    read = KafkaSampleReader(bootstrap, topics.training_samples).read_window(
-                        spec, retrain.requested_at.replace(year=retrain.requested_at.year - 1)
-                    )
-                    split = split_dataset(read.dataset, hyper.seed)
+                timings["command_to_deployed"] = settled[0][0] - sent
                 # The bare loop runs as many epochs as the pipeline did (early stopping included),
                 # right after it, so both see the same machine load.
-                epochs_run = orjson.loads(outcome.recorded.value)["metrics"]["epochs_run"]
+                epochs_run = published["metrics"]["epochs_run"]
                 timings["epochs"] = epochs_run
                 timings["bare_torch"] = bare_torch_loop(spec, split, hyper, epochs_run)
                 timings["overhead"] = timings["command_to_deployed"] / timings["bare_torch"] - 1
@@ -183,6 +247,7 @@ def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> di
                 runs.append(timings)
                 print(
                     f"  run {len(runs)}: pipeline train {timings['train']:.2f}s, "
+                    f"gate {timings['gate']:.3f}s ({published['metrics']['gate_detail']}), "
                     f"command->deployed {timings['command_to_deployed']:.2f}s, "
                     f"bare {timings['bare_torch']:.2f}s",
                     file=sys.stderr,
@@ -191,10 +256,11 @@ def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> di
         finally:
             stop.set()
             thread.join()
+            stop_server(registry)
         return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def inference_latency(iterations: int = 3000) -> dict[str, float]:
+def inference_latency(iterations: int = 3000, warm_up: int = 200) -> dict[str, float]:
     spec = ModelTypeSpec(
         name="calling_score", feature_count=23, target="outcome_score", loss=Loss.MSE
     )
@@ -211,7 +277,7 @@ def inference_latency(iterations: int = 3000) -> dict[str, float]:
     )
 
     def measure(call: Any) -> list[float]:
-        for i in range(200):
+        for i in range(warm_up):
             call(rows[i % 256 : i % 256 + 1])
         samples = []
         for i in range(iterations):
@@ -248,7 +314,13 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=3, help="commands per size; medians reported"
     )
+    parser.add_argument(
+        "--production-epochs", type=int, default=3, help="epochs of the production version"
+    )
+    parser.add_argument("--quick", action="store_true", help="2,000 samples, 3 epochs, 1 command")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.epochs, args.repeats, args.production_epochs = [2_000], 3, 1, 1
     logging.basicConfig(
         level=os.environ.get("BENCH_LOG", "ERROR"), format="%(asctime)s %(name)s %(message)s"
     )
@@ -259,11 +331,17 @@ def main() -> int:
     )
     print(f"## training pipeline: {epochs}, batch 256, 1 torch thread, MLP 13,441 params")
     print()
+    print(
+        f"gate against a real registry (production: the same network after "
+        f"{args.production_epochs} epochs); medians of {args.repeats} commands; "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start"
+    )
+    print()
     print("| samples | epochs | read s | train s | gate s | export+validate s | store s | publish s | "
           "command->deployed s | bare torch s | overhead vs bare | non-training phases / bare |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for count in args.sizes:
-        t = run_size(bootstrap, count, args.epochs, args.repeats)
+        t = run_size(bootstrap, count, args.epochs, args.repeats, args.production_epochs)
         overhead = t["overhead"]
         print(
             f"| {count:,} | {t['epochs']:.0f} | {t['read']:.2f} | {t['train']:.2f} | {t['gate']:.3f} | "
@@ -272,7 +350,7 @@ def main() -> int:
             f"{t['non_training']:.0%} |",
             flush=True,
         )
-    latency = inference_latency()
+    latency = inference_latency(300, 20) if args.quick else inference_latency()
     print()
     print("| single-row inference | p50 us | p99 us |")
     print("|---|---:|---:|")
