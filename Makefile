@@ -1,4 +1,5 @@
-# relearn: `make run` runs the whole loop once on a local stack; `make test` runs every test on a real broker.
+# relearn: `make run` runs the whole loop once on a local stack; `make test` runs every test on a real broker;
+# `make bench` runs every benchmark of BENCHMARKS.md.
 # Both set up what they need on a fresh machine and are quick when nothing changed.
 
 PYTHON ?= python3
@@ -39,8 +40,10 @@ test: setup
 chaos: setup
 	RELEARN_CHAOS_SIZE=full $(BIN)/pytest tests/chaos -v
 
+# Every benchmark of BENCHMARKS.md with its section's command (about an hour on 2 cores); outputs
+# in .relearn/bench/<name>.md, ready to paste. BENCH_ONLY="name ..." runs a subset.
 bench: setup
-	$(BIN)/python bench/kafka_ceiling.py
+	bash scripts/bench.sh
 
 LINTED := contracts bus streams training registry simulator relearn tests bench scripts
 
