@@ -134,6 +134,9 @@ class RetrainRequested(_Internal):
     new_samples: int = 0
     requested_at: UtcDateTime = Field(default_factory=utc_now)
     baseline_version: str | None = None
+    # Threshold crossings streams held (a retrain in flight, a candidate under test) beyond the
+    # one this command answers: the samples are all in its window, so none is lost.
+    held_crossings: int = 0
 
 
 class TrainingMetrics(_Internal):
