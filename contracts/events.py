@@ -197,6 +197,9 @@ class RegistryCommandIssued(_Internal):
     reason: ReasonText = ""
     evidence: dict[str, Any] | None = None
     issued_by: str = "auto"
+    # set_weights only: override the registry's traffic invariants (one candidate with traffic,
+    # production never starved) - an operator's explicit choice, never an automatic one
+    force: bool = False
 
 
 class RegistryEventType(StrEnum):
