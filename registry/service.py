@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,7 +189,7 @@ class RegistryService:
         )
 
     def _apply(self, model_type: str, message_id: str, planner: Any) -> ApplyResult:
-        def checked(state: list[ModelVersion]) -> lifecycle.Plan:
+        def checked(state: Sequence[ModelVersion]) -> lifecycle.Plan:
             # Runs inside the store's transaction, on the state read under its lock: no change
             # commits that leaves two candidates with traffic or production starved.
             plan: lifecycle.Plan = planner(state)

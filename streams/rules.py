@@ -296,18 +296,15 @@ def after_manual_retrain(
         return counter  # applied already
     if counter.last_retrain_at is not None and requested_at <= counter.last_retrain_at:
         return replace(counter, manual_retrain_at=requested_at)  # a later retrain counts
-    pending = (
-        {"pending_command": manual_command, "pending_since": requested_at}
-        if manual_command is not None
-        else {}
-    )
+    replaces = manual_command is not None
     return replace(
         counter,
         new_samples=0,
         clock_started_at=requested_at,
         last_retrain_at=requested_at,
         manual_retrain_at=requested_at,
-        **pending,
+        pending_command=manual_command if replaces else counter.pending_command,
+        pending_since=requested_at if replaces else counter.pending_since,
     )
 
 
