@@ -134,6 +134,9 @@ class RetrainRequested(_Internal):
     new_samples: int = 0
     requested_at: UtcDateTime = Field(default_factory=utc_now)
     baseline_version: str | None = None
+    # Threshold crossings streams held (a retrain in flight, a candidate under test) beyond the
+    # one this command answers: the samples are all in its window, so none is lost.
+    held_crossings: int = 0
 
 
 class TrainingMetrics(_Internal):
@@ -194,6 +197,9 @@ class RegistryCommandIssued(_Internal):
     reason: ReasonText = ""
     evidence: dict[str, Any] | None = None
     issued_by: str = "auto"
+    # set_weights only: override the registry's traffic invariants (one candidate with traffic,
+    # production never starved) - an operator's explicit choice, never an automatic one
+    force: bool = False
 
 
 class RegistryEventType(StrEnum):

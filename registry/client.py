@@ -101,9 +101,13 @@ class RegistryClient:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/rollback"
         return self._call("POST", path).json()
 
-    def set_weights(self, model_type: str, weights: dict[str, float]) -> dict[str, Any]:
+    def set_weights(
+        self, model_type: str, weights: dict[str, float], force: bool = False
+    ) -> dict[str, Any]:
+        """`force`: override the traffic invariants (else a 409 `traffic_invariant`)."""
         path = f"/models/{self._q(model_type)}/weights"
-        return self._call("PUT", path, json={"weights": weights}).json()
+        body: dict[str, Any] = {"weights": weights, **({"force": True} if force else {})}
+        return self._call("PUT", path, json=body).json()
 
     def retrain(self, model_type: str) -> dict[str, Any]:
         return self._call("POST", f"/models/{self._q(model_type)}/retrain").json()

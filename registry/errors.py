@@ -31,6 +31,12 @@ class IllegalTransition(RegistryError):
     code = "illegal_transition"
 
 
+class TrafficInvariantViolated(IllegalTransition):
+    """A change that would leave two candidates with traffic or starve production (HTTP 409)."""
+
+    code = "traffic_invariant"
+
+
 class InvalidWeights(RegistryError):
     """Weights negative, not finite, not summing to 1, or naming versions that cannot serve."""
 

@@ -15,10 +15,18 @@ from datetime import datetime
 
 from contracts.events import ModelDeployed, RegistryEventOccurred, RegistryEventType
 from registry.domain import ModelVersion, Status
-from registry.errors import IllegalTransition, InvalidWeights, UnknownVersion
+from registry.errors import (
+    IllegalTransition,
+    InvalidWeights,
+    TrafficInvariantViolated,
+    UnknownVersion,
+)
 from registry.versioning import assign_version, parse_version
 
 INITIAL_CANDIDATE_WEIGHT = 0.1
+# The most a staging version may hold (the ramp's last step before promotion): production
+# always keeps at least the rest. More than this is a promotion.
+MAX_CANDIDATE_WEIGHT = 0.5
 WEIGHT_TOLERANCE = 1e-6
 
 # Which status may become which; anything else is refused.
@@ -40,6 +48,7 @@ class Plan:
     changes: Mapping[str, tuple[Status, float]] = field(default_factory=dict)
     events: tuple[RegistryEventOccurred, ...] = ()
     outcome: str = "applied"
+    forced: bool = False  # an operator overrode the traffic invariants explicitly
 
     def apply_to(self, state: Sequence[ModelVersion]) -> list[ModelVersion]:
         after = [
@@ -49,6 +58,49 @@ class Plan:
         if self.insert is not None:
             after.append(self.insert)
         return after
+
+
+def check_traffic(
+    state_after: Sequence[ModelVersion],
+    model_type: str,
+    max_candidate_weight: float = MAX_CANDIDATE_WEIGHT,
+) -> None:
+    """The traffic invariants every change must leave behind (checked inside its transaction):
+    one candidate at a time, production never starved.
+
+    - at most one `staging` version with traffic, so at most two live versions;
+    - that candidate holds at most `max_candidate_weight`, production holds the rest
+      (at least 1 - the candidate's weight);
+    - the live weights sum to 1.
+    """
+    live = [v for v in state_after if v.weight > 0]
+    candidates = [v for v in live if v.status is Status.STAGING]
+    if len(candidates) > 1:
+        names = ", ".join(v.version for v in candidates)
+        raise TrafficInvariantViolated(
+            f"{model_type} would have {len(candidates)} staging versions with traffic ({names}):"
+            " one candidate at a time - roll back or promote the one under test first"
+        )
+    if len(live) > 2:
+        raise TrafficInvariantViolated(
+            f"{model_type} would serve {len(live)} versions; at most production and one candidate"
+        )
+    production = production_of(state_after)
+    if candidates and production is not None:
+        candidate = candidates[0]
+        if candidate.weight > max_candidate_weight + WEIGHT_TOLERANCE:
+            raise TrafficInvariantViolated(
+                f"{model_type} {candidate.version} is staging; it may hold at most "
+                f"{max_candidate_weight:g} of the traffic (production keeps the rest), not "
+                f"{candidate.weight:g} - promote it instead"
+            )
+        if production.weight < 1.0 - candidate.weight - WEIGHT_TOLERANCE:
+            raise TrafficInvariantViolated(
+                f"{model_type} production {production.version} would hold {production.weight:g},"
+                f" less than 1 - {candidate.weight:g}"
+            )
+    if live and abs(math.fsum(v.weight for v in live) - 1.0) > WEIGHT_TOLERANCE:
+        raise TrafficInvariantViolated(f"{model_type} weights would not sum to 1")
 
 
 def check_transition(version: ModelVersion, target: Status) -> None:
@@ -131,13 +183,21 @@ def plan_registration(
     version = assign_version((v.version for v in state), deployment.version_hint)
     production = production_of(state)
     changes: dict[str, tuple[Status, float]] = {}
+    # One candidate at a time: a deployment arriving while one is under test replaces it (it
+    # is rolled back, its traffic returns to production), never stacks on it.
+    replaced = [
+        v for v in state if v.status is Status.STAGING and v.weight > 0 and production is not None
+    ]
     if production is None:
         status, weight = Status.PRODUCTION, 1.0
         changes = {v.version: (v.status, 0.0) for v in state if v.weight > 0}
     else:
         status = Status.STAGING
-        weight = round(min(candidate_weight, production.weight), 6)
-        changes[production.version] = (production.status, round(production.weight - weight, 6))
+        for old in replaced:
+            changes[old.version] = (Status.ROLLED_BACK, 0.0)
+        production_weight = production.weight + math.fsum(v.weight for v in replaced)
+        weight = round(min(candidate_weight, production_weight), 6)
+        changes[production.version] = (production.status, round(production_weight - weight, 6))
     new = ModelVersion(
         model_type=model_type,
         version=version,
@@ -156,8 +216,24 @@ def plan_registration(
     plan = Plan(model_type, insert=new, changes=changes)
     after = plan.apply_to(state)
     reason = "first version" if production is None else "new candidate"
-    details = {"deployment_id": deployment.deployment_id, "sha256": deployment.sha256}
+    details = {
+        "deployment_id": deployment.deployment_id,
+        "sha256": deployment.sha256,
+        "command_id": deployment.command_id,  # the retrain this answers (streams waits on it)
+    }
     events = [
+        _event(
+            RegistryEventType.VERSION_ROLLED_BACK,
+            after,
+            model_type,
+            old.version,
+            Status.ROLLED_BACK,
+            f"replaced by {version} before its test decided",
+            now,
+        )
+        for old in replaced
+    ]
+    events.append(
         _event(
             RegistryEventType.VERSION_REGISTERED,
             after,
@@ -167,8 +243,8 @@ def plan_registration(
             reason,
             now,
             details,
-        ),
-    ]
+        )
+    )
     if weight > 0:
         events.append(
             _event(
@@ -185,6 +261,7 @@ def plan_rejection(
     code: str,
     detail: str,
     now: datetime,
+    command_id: str | None = None,
 ) -> Plan:
     """No change, one `deployment_rejected` event saying why."""
     event = _event(
@@ -195,7 +272,7 @@ def plan_rejection(
         None,
         code,
         now,
-        {"deployment_id": deployment_id, "detail": detail},
+        {"deployment_id": deployment_id, "detail": detail, "command_id": command_id},
     )
     return Plan(model_type, events=(event,), outcome="rejected")
 
@@ -332,8 +409,10 @@ def plan_set_weights(
     weights: Mapping[str, float],
     reason: str,
     now: datetime,
+    forced: bool = False,
 ) -> Plan:
-    """The full weight map: named versions get their weight, every other version 0."""
+    """The full weight map: named versions get their weight, every other version 0.
+    `forced`: an operator's explicit override of the traffic invariants (`check_traffic`)."""
     weights = validate_weights(weights)
     by_version = {v.version: v for v in state}
     for version, weight in weights.items():
@@ -351,4 +430,4 @@ def plan_set_weights(
     }
     after = Plan(model_type, changes=changes).apply_to(state)
     event = _event(RegistryEventType.TRAFFIC_CHANGED, after, model_type, None, None, reason, now)
-    return Plan(model_type, changes=changes, events=(event,))
+    return Plan(model_type, changes=changes, events=(event,), forced=forced)

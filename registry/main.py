@@ -82,6 +82,7 @@ def create_app(
             settings.model_types(),
             metrics,
             candidate_weight=settings.registry_candidate_weight,
+            max_candidate_weight=settings.registry_max_candidate_weight,
             route_cache_seconds=settings.registry_route_cache_seconds,
         )
         app.state.service = service

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,12 +57,14 @@ class RegistryService:
         metrics: RegistryMetrics | None = None,
         candidate_weight: float = lifecycle.INITIAL_CANDIDATE_WEIGHT,
         route_cache_seconds: float = 1.0,
+        max_candidate_weight: float = lifecycle.MAX_CANDIDATE_WEIGHT,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.catalog = catalog
         self.metrics = metrics or RegistryMetrics()
         self.candidate_weight = candidate_weight
+        self.max_candidate_weight = max_candidate_weight
         self.route_cache_seconds = route_cache_seconds
         self._serving: dict[str, _Serving] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -86,7 +88,7 @@ class RegistryService:
             deployment.model_type,
             deployment.deployment_id,
             lambda state: lifecycle.plan_registration(
-                state, deployment, _now(), self.candidate_weight
+                state, deployment, _now(), min(self.candidate_weight, self.max_candidate_weight)
             ),
         )
         if result.plan is not None and result.plan.outcome == lifecycle.DUPLICATE_COMMAND:
@@ -127,6 +129,7 @@ class RegistryService:
                 exc.code,
                 exc.message,
                 _now(),
+                deployment.command_id,
             ),
         )
         if not result.duplicate:
@@ -162,11 +165,11 @@ class RegistryService:
         if command.type is RegistryCommandType.SET_WEIGHTS:
             if command.weights is None:
                 raise InvalidWeights("set_weights needs weights")
-            weights = command.weights
+            weights, forced = command.weights, command.force
             return self._apply(
                 model_type,
                 command.command_id,
-                lambda s: lifecycle.plan_set_weights(s, model_type, weights, reason, now),
+                lambda s: lifecycle.plan_set_weights(s, model_type, weights, reason, now, forced),
             )
         if version is None:
             raise UnknownVersion(f"{command.type.value} needs a version")
@@ -186,7 +189,15 @@ class RegistryService:
         )
 
     def _apply(self, model_type: str, message_id: str, planner: Any) -> ApplyResult:
-        result = self.store.apply(model_type, message_id, planner)
+        def checked(state: Sequence[ModelVersion]) -> lifecycle.Plan:
+            # Runs inside the store's transaction, on the state read under its lock: no change
+            # commits that leaves two candidates with traffic or production starved.
+            plan: lifecycle.Plan = planner(state)
+            if not plan.forced:
+                lifecycle.check_traffic(plan.apply_to(state), model_type, self.max_candidate_weight)
+            return plan
+
+        result = self.store.apply(model_type, message_id, checked)
         if result.duplicate or result.plan is None:
             log.info("duplicate message_id=%s model_type=%s ignored", message_id, model_type)
             return result

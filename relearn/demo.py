@@ -190,7 +190,12 @@ class Story:
             base_env=self.env,
             log_dir=self.run_dir / "logs",
         )
-        self.timeline = TimelineFollower(settings.bootstrap_servers, settings.topics).start()
+        self.timeline = TimelineFollower(
+            settings.bootstrap_servers,
+            settings.topics,
+            self.env["RELEARN_STREAMS_URL"],
+            (MODEL_TYPE,),
+        ).start()
         try:
             supervisor.start()
             wait_http(self.env["RELEARN_REGISTRY_URL"] + "/healthz", 120, "the registry")

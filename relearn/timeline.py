@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from bus.clients import make_consumer
@@ -32,6 +33,15 @@ class Step:
         return describe(self.event)
 
 
+class CrossingHeld(BaseModel):
+    """Not an event on the bus: streams held a threshold crossing (seen on its samples view)."""
+
+    model_type: str
+    new_samples: int
+    held_crossings: int
+    retrain_in_flight: str | None = None
+
+
 def _weights(weights: dict[str, float]) -> str:
     return ", ".join(f"{v} {w:.0%}" for v, w in sorted(weights.items()) if w > 0) or "none"
 
@@ -39,9 +49,24 @@ def _weights(weights: dict[str, float]) -> str:
 def describe(event: BaseModel) -> str:
     """A one-line, human account of a loop event."""
     if isinstance(event, RetrainRequested):
+        held = (
+            f"; {event.held_crossings} more threshold crossings were held into it"
+            if event.held_crossings
+            else ""
+        )
         return (
             f"retrain command for {event.model_type} ({event.reason.value}, "
-            f"{event.new_samples} new samples, baseline {event.baseline_version or 'none'})"
+            f"{event.new_samples} new samples, baseline {event.baseline_version or 'none'}{held})"
+        )
+    if isinstance(event, CrossingHeld):
+        why = (
+            f"retrain {event.retrain_in_flight[:8]} still in flight"
+            if event.retrain_in_flight
+            else "a candidate under test"
+        )
+        return (
+            f"threshold crossed for {event.model_type} ({event.new_samples} new samples) - "
+            f"held, no second command: {why}"
         )
     if isinstance(event, ModelDeployed):
         m = event.metrics
@@ -64,6 +89,13 @@ def describe(event: BaseModel) -> str:
         return (
             f"{event.issued_by} decision: {event.type.value}{target} of {event.model_type}{stats}"
         )
+    if isinstance(event, RegistryEventOccurred) and event.reason == "superseded":
+        details = event.details or {}
+        return (
+            f"trainer: retrain {str(details.get('command_id'))[:8]} for {event.model_type} "
+            f"superseded by {str(details.get('superseded_by'))[:8]} queued behind it - "
+            "nothing trained, the newer one trains on the newest window"
+        )
     if isinstance(event, RegistryEventOccurred):
         subject = f" {event.version}" if event.version else ""
         reason = f" - {event.reason}" if event.reason else ""
@@ -83,23 +115,67 @@ _MODELS: dict[TopicName, type[BaseModel]] = {
 
 
 class TimelineFollower:
-    """A background consumer that turns loop events into Steps on a queue."""
+    """A background consumer that turns loop events into Steps on a queue.
 
-    def __init__(self, bootstrap_servers: str, topics: Topics) -> None:
+    Given streams' URL and model types, it also watches their samples view, and tells a
+    threshold crossing that streams held (one line per hold) - that never reaches the bus.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Topics,
+        streams_url: str | None = None,
+        model_types: tuple[str, ...] = (),
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._names = {topics.name(kind): kind for kind in _MODELS}
         self.steps: queue.Queue[Step] = queue.Queue()
         self.history: list[Step] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="timeline")
+        self._streams_url = streams_url
+        self._model_types = model_types
+        self._holds = threading.Thread(target=self._watch_holds, daemon=True, name="holds")
 
     def start(self) -> TimelineFollower:
         self._thread.start()
+        if self._streams_url and self._model_types:
+            self._holds.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._holds.is_alive():
+            self._holds.join(timeout=10)
+
+    def _add(self, kind: TopicName, event: BaseModel) -> None:
+        step = Step(time.monotonic(), kind, event)
+        self.history.append(step)
+        self.steps.put(step)
+
+    def _watch_holds(self) -> None:
+        holding = dict.fromkeys(self._model_types, False)
+        with httpx.Client(timeout=2.0) as client:
+            while not self._stop.wait(0.5):
+                for model_type in self._model_types:
+                    try:
+                        view = client.get(f"{self._streams_url}/samples/{model_type}").json()
+                    except (httpx.HTTPError, ValueError):
+                        continue
+                    held = int(view.get("held_crossings") or 0)
+                    if held > 0 and not holding[model_type]:
+                        self._add(
+                            TopicName.RETRAIN_COMMANDS,
+                            CrossingHeld(
+                                model_type=model_type,
+                                new_samples=int(view.get("new_samples") or 0),
+                                held_crossings=held,
+                                retrain_in_flight=view.get("retrain_in_flight"),
+                            ),
+                        )
+                    holding[model_type] = held > 0
 
     def _run(self) -> None:
         consumer = make_consumer(
@@ -116,9 +192,7 @@ class TimelineFollower:
                     event = _MODELS[kind].model_validate_json(message.value())
                 except ValidationError:
                     continue  # the services dead-letter malformed records; the story skips them
-                step = Step(time.monotonic(), kind, event)
-                self.history.append(step)
-                self.steps.put(step)
+                self._add(kind, event)
         finally:
             consumer.close()
 

@@ -46,8 +46,11 @@ class Experiment:
 
 
 def experiment_of(view: ModelTypeView | None) -> Experiment | None:
-    """The running experiment of a model type: a production version and a candidate with traffic."""
+    """The running experiment of a model type: the two versions that carry traffic, production
+    and a candidate (a production left without traffic, forced by an operator, runs none)."""
     if view is None or view.production is None or view.candidate is None:
+        return None
+    if view.weights.get(view.production, 0.0) <= 0.0:
         return None
     started = view.changed_at.timestamp() if view.changed_at is not None else 0.0
     weights = tuple(sorted((v, float(w)) for v, w in view.weights.items()))

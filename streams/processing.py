@@ -199,6 +199,7 @@ class StreamRules:
     retrain_max_age_seconds: float
     rollback_alpha: float
     abtest_min_samples: int
+    retrain_pending_timeout_seconds: float = rules.DEFAULT_PENDING_TIMEOUT_SECONDS
 
 
 def _retrain_command(
@@ -207,6 +208,7 @@ def _retrain_command(
     reason: RetrainReason,
     view: ModelTypeView | None,
     now: float,
+    threshold: int,
 ) -> Emitted:
     command = RetrainRequested(
         command_id=rules.command_id(counter),
@@ -215,6 +217,7 @@ def _retrain_command(
         new_samples=counter.new_samples,
         requested_at=datetime.fromtimestamp(now, UTC),
         baseline_version=view.production if view else None,
+        held_crossings=rules.held_crossings(counter, threshold),
     )
     return Emitted(Output.RETRAIN, model_type, to_json(command))
 
@@ -269,17 +272,34 @@ def handle_sample(
     emitted: list[Emitted] = []
     view = views.get(model_type)
     canary_running = registry_known and view is not None and view.candidate is not None
-    counter, crossed = rules.count_sample(
+    counter = _settle_pending(
         _after_manual_retrain(state.counter, view, now),
-        settings.retrain_sample_threshold,
+        model_type,
+        view,
+        settings,
         now,
-        canary_running,
+        registry_known,
     )
+    threshold = settings.retrain_sample_threshold
+    in_flight = counter.pending_command is not None
+    counter, crossed = rules.count_sample(counter, threshold, now, canary_running, in_flight)
     if crossed:
         emitted.append(
-            _retrain_command(counter, model_type, RetrainReason.SAMPLE_THRESHOLD, view, now)
+            _retrain_command(
+                counter, model_type, RetrainReason.SAMPLE_THRESHOLD, view, now, threshold
+            )
         )
         counter = rules.after_command(counter, now)
+    elif counter.new_samples % threshold == 0 and (in_flight or canary_running):
+        log.info(
+            "threshold crossing held model_type=%s new_samples=%d held_crossings=%d: %s",
+            model_type,
+            counter.new_samples,
+            counter.new_samples // threshold,
+            f"retrain {counter.pending_command} in flight"
+            if in_flight
+            else f"candidate {view.candidate if view else None} under test",
+        )
     state.counter = counter
 
     experiment = abtest.experiment_of(view)
@@ -322,7 +342,43 @@ def _after_manual_retrain(
     common case, every sample, returns at once)."""
     if view is None or view.manual_retrain_at is None:
         return counter
-    return rules.after_manual_retrain(counter, view.manual_retrain_at.timestamp())
+    return rules.after_manual_retrain(
+        counter, view.manual_retrain_at.timestamp(), view.manual_command
+    )
+
+
+def _settle_pending(
+    counter: rules.RetrainCounter,
+    model_type: str,
+    view: ModelTypeView | None,
+    settings: StreamRules,
+    now: float,
+    registry_known: bool,
+) -> rules.RetrainCounter:
+    """`rules.retrain_ended` with the answers the view knows (none while registry-events is
+    still being read: the retrain then stays in flight, bounded by the timeout)."""
+    if counter.pending_command is None:
+        return counter
+    answered = view.answered if registry_known and view is not None else ()
+    settled, end = rules.retrain_ended(
+        counter, answered, now, settings.retrain_pending_timeout_seconds
+    )
+    if end is rules.RetrainEnd.ANSWERED:
+        log.info(
+            "retrain answered model_type=%s command_id=%s new_samples=%d",
+            model_type,
+            counter.pending_command,
+            counter.new_samples,
+        )
+    elif end is rules.RetrainEnd.TIMED_OUT:
+        log.warning(
+            "retrain timed out model_type=%s command_id=%s after %.0f s without an answer: "
+            "the next crossing may send another",
+            model_type,
+            counter.pending_command,
+            now - (counter.pending_since or now),
+        )
+    return settled
 
 
 def handle_schedule(
@@ -331,6 +387,7 @@ def handle_schedule(
     views: Mapping[str, ModelTypeView],
     settings: StreamRules,
     now: float,
+    registry_known: bool = True,
 ) -> list[Emitted]:
     """The schedule trigger for one model type, checked by the worker that owns it.
 
@@ -341,14 +398,23 @@ def handle_schedule(
     if stored is None:
         return []
     state = ModelTypeState.load(stored)
-    counter = _after_manual_retrain(state.counter, views.get(model_type), now)
+    view = views.get(model_type)
+    counter = _after_manual_retrain(state.counter, view, now)
+    counter = _settle_pending(counter, model_type, view, settings, now, registry_known)
     if counter is not state.counter:
         state.counter = counter
         states[model_type] = state
+    if counter.pending_command is not None:
+        return []  # one retrain in flight: the schedule waits for its answer like a crossing
     if not rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
         return []
     command = _retrain_command(
-        state.counter, model_type, RetrainReason.SCHEDULE, views.get(model_type), now
+        state.counter,
+        model_type,
+        RetrainReason.SCHEDULE,
+        view,
+        now,
+        settings.retrain_sample_threshold,
     )
     state.counter = rules.after_command(state.counter, now)
     states[model_type] = state
@@ -381,6 +447,14 @@ def samples_view(states: Mapping[str, Any], model_type: str, threshold: int) -> 
         "last_retrain_at": datetime.fromtimestamp(last, UTC).isoformat() if last else None,
         "retrain_commands": state.counter.commands,
         "threshold": threshold,
+        "retrain_in_flight": state.counter.pending_command,
+        "retrain_in_flight_since": (
+            datetime.fromtimestamp(state.counter.pending_since, UTC).isoformat()
+            if state.counter.pending_since
+            else None
+        ),
+        # crossings counted and not yet sent (held while a retrain or a candidate is out)
+        "held_crossings": state.counter.new_samples // max(threshold, 1),
     }
 
 

@@ -19,6 +19,9 @@ from contracts.validation import MAX_CLOCK_SKEW
 
 PRODUCTION = "production"
 STAGING = "staging"
+# Retrain commands remembered as answered per model type: only the one in flight is ever looked
+# up, and one retrain is in flight at a time, so a few more than that cover any reordering.
+REMEMBERED_ANSWERS = 64
 
 
 def _version_number(version: str) -> tuple[int, int]:
@@ -38,6 +41,9 @@ class ModelTypeView:
     weights: Mapping[str, float] = field(default_factory=dict)
     changed_at: datetime | None = None  # when the weights last changed
     manual_retrain_at: datetime | None = None  # requested_at of the newest manual retrain
+    manual_command: str | None = None  # its command_id, when it carried one
+    # Retrain commands answered: a version registered for them, or a rejection (superseded too).
+    answered: tuple[str, ...] = ()
 
     @property
     def production(self) -> str | None:
@@ -58,6 +64,9 @@ class ModelTypeView:
 def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurred) -> ModelTypeView:
     """The view after one registry event (each event carries the full weight map after it)."""
     current = view or ModelTypeView(model_type=event.model_type)
+    answered = answered_command(event)
+    if answered is not None and answered not in current.answered:
+        current = replace(current, answered=(*current.answered, answered)[-REMEMBERED_ANSWERS:])
     if event.type is RegistryEventType.DEPLOYMENT_REJECTED:
         return current  # nothing was registered, no weight changed
     statuses = dict(current.statuses)
@@ -69,6 +78,18 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
     if weights != dict(current.weights):
         changed_at = event.occurred_at
     return replace(current, statuses=statuses, weights=weights, changed_at=changed_at)
+
+
+def answered_command(event: RegistryEventOccurred) -> str | None:
+    """The retrain command a registry event ends, if any: the `command_id` in the details of a
+    `version_registered` or a `deployment_rejected` (the trainer's, `superseded` included)."""
+    if event.type not in (
+        RegistryEventType.VERSION_REGISTERED,
+        RegistryEventType.DEPLOYMENT_REJECTED,
+    ):
+        return None
+    command = (event.details or {}).get("command_id")
+    return command if isinstance(command, str) and command else None
 
 
 def apply_retrain_command(
@@ -84,4 +105,6 @@ def apply_retrain_command(
     current = view or ModelTypeView(model_type=command.model_type)
     if current.manual_retrain_at is not None and command.requested_at <= current.manual_retrain_at:
         return current
-    return replace(current, manual_retrain_at=command.requested_at)
+    # A command without an id gets a fresh one on every parse: no answer could match it.
+    manual_command = command.command_id if "command_id" in command.model_fields_set else None
+    return replace(current, manual_retrain_at=command.requested_at, manual_command=manual_command)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -142,12 +142,18 @@ class DailyPerformance:
 # Retrain trigger: a threshold of new samples, or a maximum age with at least one new sample.
 
 
+# How long a retrain command may stay unanswered before another may go (the trainer may be gone).
+DEFAULT_PENDING_TIMEOUT_SECONDS = 1800.0
+
+
 @dataclass(frozen=True)
 class RetrainCounter:
-    """New samples of one model type since its last retrain command.
+    """New samples of one model type since its last retrain command, and that command's fate.
 
     `clock_started_at` is the last retrain (epoch seconds), or the first sample when there was
     none; `commands` numbers the emitted commands, so each has a deterministic id.
+    `pending_command` is the retrain in flight (sent, not yet answered by a registered version
+    or a rejection) and `pending_since` when it went: one retrain in flight per model type.
     """
 
     lineage: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -156,6 +162,8 @@ class RetrainCounter:
     last_retrain_at: float | None = None
     commands: int = 0
     manual_retrain_at: float | None = None  # requested_at of the last manual command applied
+    pending_command: str | None = None
+    pending_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: `asdict` deep-copies field by field, ~10x slower on this hot path.
@@ -166,6 +174,8 @@ class RetrainCounter:
             "last_retrain_at": self.last_retrain_at,
             "commands": self.commands,
             "manual_retrain_at": self.manual_retrain_at,
+            "pending_command": self.pending_command,
+            "pending_since": self.pending_since,
         }
 
     @classmethod
@@ -175,16 +185,26 @@ class RetrainCounter:
 
 
 def count_sample(
-    counter: RetrainCounter, threshold: int, now: float, canary_running: bool = False
+    counter: RetrainCounter,
+    threshold: int,
+    now: float,
+    canary_running: bool = False,
+    retrain_in_flight: bool = False,
 ) -> tuple[RetrainCounter, bool]:
     """Count one new sample; True when this very sample reaches the threshold (one per crossing).
 
-    One canary at a time: while a candidate is under A/B test the threshold trigger waits (the
-    samples keep counting), and the first sample after the test has decided fires it. Otherwise
-    every 1,000 samples would add another 10% candidate before any could be judged. The
-    schedule trigger is not held, so a test that never decides cannot stop retraining for good.
+    A crossing is held, never dropped (the samples keep counting, and the first sample after the
+    hold ends fires it), while:
+    - a retrain of this type is in flight (`retrain_ended` has not cleared it): one retrain at
+      a time, else a busy type queues a command per `threshold` samples, faster than any can
+      train;
+    - a candidate is under A/B test: one canary at a time, else every 1,000 samples would add
+      another 10% candidate before any could be judged.
+    The schedule trigger is not held by a canary, so a test that never decides cannot stop
+    retraining for good.
     """
     clock = counter.clock_started_at if counter.clock_started_at is not None else now
+    # Spelled out, not `replace`: this runs for every sample.
     counted = RetrainCounter(
         counter.lineage,
         counter.new_samples + 1,
@@ -192,8 +212,17 @@ def count_sample(
         counter.last_retrain_at,
         counter.commands,
         counter.manual_retrain_at,
+        counter.pending_command,
+        counter.pending_since,
     )
-    return counted, counted.new_samples >= threshold and not canary_running
+    return counted, (
+        counted.new_samples >= threshold and not canary_running and not retrain_in_flight
+    )
+
+
+def held_crossings(counter: RetrainCounter, threshold: int) -> int:
+    """How many threshold crossings the counter holds beyond the one its next command answers."""
+    return max(0, counter.new_samples // max(threshold, 1) - 1)
 
 
 def schedule_due(counter: RetrainCounter, now: float, max_age_seconds: float) -> bool:
@@ -206,34 +235,76 @@ def schedule_due(counter: RetrainCounter, now: float, max_age_seconds: float) ->
 
 
 def after_command(counter: RetrainCounter, now: float) -> RetrainCounter:
-    """The counter starts again from zero and the clock restarts when a command is emitted."""
+    """The counter once a command is emitted: zero samples, the clock restarted, and that
+    command (its id from `command_id` of the counter before) in flight."""
     return replace(
         counter,
         new_samples=0,
         clock_started_at=now,
         last_retrain_at=now,
         commands=counter.commands + 1,
+        pending_command=command_id(counter),
+        pending_since=now,
     )
 
 
-def after_manual_retrain(counter: RetrainCounter, requested_at: float) -> RetrainCounter:
+class RetrainEnd(StrEnum):
+    """Why the retrain in flight is no longer in flight."""
+
+    ANSWERED = "answered"  # a version registered or a rejection (superseded included) for it
+    TIMED_OUT = "timed_out"  # no answer within the pending timeout: the trainer may be gone
+
+
+def retrain_ended(
+    counter: RetrainCounter,
+    answered: Container[str],
+    now: float,
+    timeout_seconds: float,
+) -> tuple[RetrainCounter, RetrainEnd | None]:
+    """The counter with its pending retrain cleared once it is answered or timed out.
+
+    `answered` holds the command ids the registry has registered a version for or seen
+    rejected. The timeout bounds the wait: a trainer that never answers (gone, or a command
+    lost) must not stop retraining for good; the next crossing then sends a new command.
+    """
+    pending = counter.pending_command
+    if pending is None:
+        return counter, None
+    if pending in answered:
+        end = RetrainEnd.ANSWERED
+    elif counter.pending_since is not None and now - counter.pending_since >= timeout_seconds:
+        end = RetrainEnd.TIMED_OUT
+    else:
+        return counter, None
+    return replace(counter, pending_command=None, pending_since=None), end
+
+
+def after_manual_retrain(
+    counter: RetrainCounter, requested_at: float, manual_command: str | None = None
+) -> RetrainCounter:
     """The counter once a manual retrain command (`POST /models/{type}/retrain`) is known.
 
     A manual retrain is a retrain: the count starts again from zero and the clock restarts at
-    its `requested_at`. Each manual command applies once (remembered by its `requested_at`,
-    since a command may lack an id), and not at all when a command of streams' own came after
-    it. (A command dated in the future never gets here: `registry_view` refuses it.)
+    its `requested_at`. It also replaces the retrain in flight: an operator's command is never
+    held (the registry publishes it directly), so streams waits for its answer instead, and
+    the trainer answers the older command still queued as `superseded`. Each manual command
+    applies once (remembered by its `requested_at`, since a command may lack an id), and not
+    at all when a command of streams' own came after it. (A command dated in the future never
+    gets here: `registry_view` refuses it.)
     """
     if counter.manual_retrain_at is not None and requested_at <= counter.manual_retrain_at:
         return counter  # applied already
     if counter.last_retrain_at is not None and requested_at <= counter.last_retrain_at:
         return replace(counter, manual_retrain_at=requested_at)  # a later retrain counts
+    replaces = manual_command is not None
     return replace(
         counter,
         new_samples=0,
         clock_started_at=requested_at,
         last_retrain_at=requested_at,
         manual_retrain_at=requested_at,
+        pending_command=manual_command if replaces else counter.pending_command,
+        pending_since=requested_at if replaces else counter.pending_since,
     )
 
 

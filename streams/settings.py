@@ -17,6 +17,10 @@ class StreamsSettings(KafkaSettings):
     dedupe_window_hours: float = Field(default=24.0, gt=0)
     rollback_alpha: float = Field(default=0.05, gt=0, lt=1)
     abtest_min_samples: int = Field(default=200, ge=1)
+    # One retrain in flight per model type: a retrain command unanswered (no version registered,
+    # no rejection) after this long no longer holds the next one (the trainer may be gone).
+    # 0 holds nothing: one command per crossing (tests of the counting that run no trainer).
+    retrain_pending_timeout_seconds: float = Field(default=1800.0, ge=0)
     # The consumer group and the prefix of the internal topics (changelogs); the topic prefix
     # is prepended, so isolated runs never share state.
     streams_app_id: str = "relearn-streams"

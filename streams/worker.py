@@ -83,6 +83,7 @@ class Worker:
             retrain_max_age_seconds=settings.retrain_max_age_days * SECONDS_PER_DAY,
             rollback_alpha=settings.rollback_alpha,
             abtest_min_samples=settings.abtest_min_samples,
+            retrain_pending_timeout_seconds=settings.retrain_pending_timeout_seconds,
         )
         self.outputs = {
             Output.RETRAIN: self.topics.retrain_commands,
@@ -576,7 +577,12 @@ class Worker:
         for table in self.states.values():
             for model_type in list(table):
                 emitted = processing.handle_schedule(
-                    model_type, table, self.follower.views, self.rules, time.time()
+                    model_type,
+                    table,
+                    self.follower.views,
+                    self.rules,
+                    time.time(),
+                    self.follower.caught_up,
                 )
                 self._send(emitted)
                 commands |= bool(emitted)

@@ -11,6 +11,7 @@ from confluent_kafka import Consumer
 
 from bus.clients import make_consumer, make_producer
 from training.artifacts import ArtifactStore, LocalArtifactStore
+from training.backlog import KafkaCommandBacklog
 from training.ledger import SqliteCommandLedger
 from training.pipeline import PipelineConfig, TrainingPipeline
 from training.production import ProductionModelSource, RegistryHttp
@@ -65,6 +66,7 @@ def build_worker(
         producer=make_producer(settings.bootstrap_servers),
         window=timedelta(days=settings.training_window_days),
         faults_dir=settings.faults_dir,
+        backlog=KafkaCommandBacklog(settings.bootstrap_servers),
     )
 
 

@@ -14,9 +14,18 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
-from contracts.events import MAX_NAME_LENGTH, Lineage, RetrainRequested, to_json, utc_now
+from contracts.events import (
+    MAX_NAME_LENGTH,
+    Lineage,
+    RegistryEventOccurred,
+    RegistryEventType,
+    RetrainRequested,
+    to_json,
+    utc_now,
+)
 from contracts.topics import Topics
 from training.artifacts import ArtifactStore
+from training.backlog import CommandBacklog
 from training.errors import InvalidCommandError, TrainingError
 from training.faults import crash_point
 from training.fit import EpochReport, warm_up
@@ -25,6 +34,8 @@ from training.pipeline import TrainingPipeline, deployment_event, package_versio
 from training.samples import SampleSource
 
 log = logging.getLogger(__name__)
+
+SUPERSEDED = "superseded"  # the reason of a command answered without training
 
 
 class PublishFailedError(Exception):
@@ -57,6 +68,7 @@ class RetrainWorker:
         window: timedelta,
         publish_timeout: float = 30.0,
         faults_dir: Path | None = None,
+        backlog: CommandBacklog | None = None,
     ) -> None:
         self.topics = topics
         self.pipeline = pipeline
@@ -67,14 +79,24 @@ class RetrainWorker:
         self.window = window
         self.publish_timeout = publish_timeout
         self.faults_dir = faults_dir  # crash points for the chaos tests (training.faults)
+        self.backlog = backlog  # None: every command trains (no look-ahead)
         self._stopping = threading.Event()
 
     # -- one command (runs on the training thread) --------------------------------------------
 
     def handle_retrain_command(
-        self, key: bytes | None, value: bytes | None, source: str, now: datetime | None = None
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        source: str,
+        now: datetime | None = None,
+        position: tuple[str, int, int] | None = None,
     ) -> CommandOutcome:
-        """Train for one command, or recall what it yielded; the outcome is recorded, not sent."""
+        """Train for one command, or recall what it yielded; the outcome is recorded, not sent.
+
+        A command with a newer one for its model type queued behind it (`position` is where it
+        was read) is answered `superseded` without training: the newer one trains on the
+        newest window, which holds these samples too. So a backlog trains once, not N times."""
         try:
             command = RetrainRequested.model_validate_json(value or b"")
             if "command_id" not in command.model_fields_set:
@@ -96,6 +118,9 @@ class RetrainWorker:
                 known.event_id,
             )
             return CommandOutcome(known, republished=True)
+        superseding = self._newer_queued(command, position)
+        if superseding is not None:
+            return self._supersede(command, superseding)
 
         log.info(
             "retrain command command_id=%s model_type=%s reason=%s source=%s",
@@ -159,6 +184,51 @@ class RetrainWorker:
                 to_json(rejection),
             )
         return CommandOutcome(self.ledger.record(outcome), republished=False, timings=timings)
+
+    def _newer_queued(
+        self, command: RetrainRequested, position: tuple[str, int, int] | None
+    ) -> RetrainRequested | None:
+        """The newest command for the same type queued after this one and not settled yet."""
+        if self.backlog is None or position is None:
+            return None
+        newest = self.backlog.newest_after(*position, command.model_type)
+        if (
+            newest is None
+            or newest.command_id == command.command_id
+            or self.ledger.outcome_of(newest.command_id) is not None  # a replay of an old one
+        ):
+            return None
+        return newest
+
+    def _supersede(self, command: RetrainRequested, newer: RetrainRequested) -> CommandOutcome:
+        log.info(
+            "retrain command superseded command_id=%s model_type=%s by command_id=%s: "
+            "nothing trained",
+            command.command_id,
+            command.model_type,
+            newer.command_id,
+        )
+        answer = RegistryEventOccurred(
+            type=RegistryEventType.DEPLOYMENT_REJECTED,
+            model_type=command.model_type,
+            reason=SUPERSEDED,
+            details={
+                "command_id": command.command_id,
+                "reason": SUPERSEDED,
+                "detail": f"a newer command for {command.model_type} is queued; it trains on "
+                "the newest window instead",
+                "superseded_by": newer.command_id,
+            },
+        )
+        outcome = RecordedOutcome(
+            command.command_id,
+            "rejected",
+            answer.event_id,
+            self.topics.registry_events,
+            command.model_type.encode(),
+            to_json(answer),
+        )
+        return CommandOutcome(self.ledger.record(outcome), republished=False)
 
     def _reject_unreadable(
         self, key: bytes | None, source: str, exc: ValidationError
@@ -256,7 +326,12 @@ class RetrainWorker:
                 consumer.pause(consumer.assignment())
                 source = "/".join(str(part) for part in _where(message))
                 future = executor.submit(
-                    self.handle_retrain_command, message.key(), message.value(), source
+                    self.handle_retrain_command,
+                    message.key(),
+                    message.value(),
+                    source,
+                    None,
+                    _where(message),
                 )
                 pending = (message, future)
         finally:

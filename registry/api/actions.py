@@ -90,9 +90,18 @@ def rollback(
 @router.put(
     "/{model_type}/weights",
     response_model=ActionOut,
-    responses={**_AUTH, 422: {"description": "invalid weights"}},
+    responses={
+        **_AUTH,
+        409: {
+            "description": "traffic_invariant: two candidates with traffic, or production "
+            "starved (a candidate above the maximum weight); send force=true to override"
+        },
+        422: {"description": "invalid weights"},
+    },
 )
 def set_weights(model_type: str, body: WeightsIn, service: Service, operator: Operator) -> dict:
+    """The full weight map. Refused (409) when it would leave two staging versions with traffic
+    or a candidate above the maximum weight, unless `force` is true."""
     return _run(
         service,
         RegistryCommandIssued(
@@ -101,6 +110,7 @@ def set_weights(model_type: str, body: WeightsIn, service: Service, operator: Op
             weights=body.weights,
             reason=body.reason or "weights set by operator",
             issued_by=operator,
+            force=body.force,
         ),
     )
 

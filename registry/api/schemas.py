@@ -60,6 +60,11 @@ class RollbackIn(BaseModel):
 class WeightsIn(BaseModel):
     weights: dict[str, float] = Field(description="the full map; versions left out get 0")
     reason: str = Field("", max_length=1_000)
+    force: bool = Field(
+        False,
+        description="override the traffic invariants (a second candidate with traffic, a "
+        "candidate above the maximum weight): refused with 409 otherwise",
+    )
 
 
 class ActionOut(BaseModel):

@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     weights = actions.add_parser("weights", help="show, or set with VERSION=WEIGHT pairs")
     weights.add_argument("model_type")
     weights.add_argument("pairs", nargs="*", metavar="VERSION=WEIGHT")
+    weights.add_argument(
+        "--force",
+        action="store_true",
+        help="override the one-candidate rule and production's share (refused with 409 otherwise)",
+    )
     weights.set_defaults(handler=_weights)
 
     retrain = actions.add_parser("retrain", help="publish a manual retrain command")
@@ -178,7 +183,7 @@ def _weights(args: argparse.Namespace) -> int:
                 weights[version] = float(weight)
             except ValueError:
                 raise SystemExit(f"relearn: expected VERSION=WEIGHT, got {pair!r}") from None
-        _print_model(client.set_weights(args.model_type, weights)["model"])
+        _print_model(client.set_weights(args.model_type, weights, args.force)["model"])
     return 0
 
 

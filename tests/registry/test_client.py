@@ -71,9 +71,9 @@ def test_client_calls_and_errors(live: LiveRegistry) -> None:
         assert client.version(MT, "v1.1")["status"] == "staging"
         assert client.route(MT, "s1")["version"] in {"v1.0", "v1.1"}
         assert len(client.artifact(MT, "v1.0")) == client.version(MT, "v1.0")["size_bytes"]
-        assert client.set_weights(MT, {"v1.0": 0.3, "v1.1": 0.7})["model"]["weights"] == {
-            "v1.0": 0.3,
-            "v1.1": 0.7,
+        assert client.set_weights(MT, {"v1.0": 0.5, "v1.1": 0.5})["model"]["weights"] == {
+            "v1.0": 0.5,
+            "v1.1": 0.5,
         }
         assert client.promote(MT, "v1.1")["model"]["production"]["version"] == "v1.1"
         assert client.rollback(MT, "v1.1")["model"]["production"]["version"] == "v1.0"

@@ -112,8 +112,8 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
         RegistryCommandIssued(
             type=RegistryCommandType.PROMOTE,
             model_type=MT,
-            version="v1.1",
-            weights={"v1.1": 0.5, "v1.0": 0.5},
+            version="v1.2",  # v1.1 was replaced by v1.2 before its test decided
+            weights={"v1.2": 0.5, "v1.0": 0.5},
             reason="ramp",
         ),
         RegistryCommandIssued(
@@ -132,7 +132,9 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
         )
         wait_for(lambda: processed(client) >= 11, 60, "registry-commands consumed")
         weights = client.get(f"/models/{MT}").json()["weights"]
-        assert weights == {"v1.0": 0.5, "v1.1": 0.5}
+        assert weights == {"v1.0": 1.0}  # the ramp of v1.2, then its rollback
+        statuses = [v.status.value for v in service.store.versions(MT)]
+        assert statuses == ["production", "rolled_back", "rolled_back"]
         wait_for(lambda: not service.store.unsent_events(), 30, "outbox drained")
         before = snapshot(service)
 
@@ -153,7 +155,7 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
     rejected = [e for e in events if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
     assert [e.reason for e in rejected] == ["sha256_mismatch"]
     assert events[-1].type is RegistryEventType.VERSION_ROLLED_BACK
-    assert events[-1].weights == {"v1.0": 0.5, "v1.1": 0.5}
+    assert events[-1].weights == {"v1.0": 1.0}
 
     dead = read_topic(kafka_bootstrap, topics.internal_dlq, 4)
     reasons = {

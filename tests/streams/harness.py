@@ -38,6 +38,9 @@ class StreamsWorker:
             "RELEARN_STREAMS_WEB_PORT": str(port),
             "RELEARN_STREAMS_DATA_DIR": str(data_dir),
             "RELEARN_STREAMS_COMMIT_INTERVAL_SECONDS": "0.5",
+            # No trainer answers here: hold nothing, so every crossing sends its command and the
+            # counts are checked exactly (tests of the rule itself set a timeout).
+            "RELEARN_RETRAIN_PENDING_TIMEOUT_SECONDS": "0",
             **settings,
         }
         self.process: subprocess.Popen[bytes] | None = None

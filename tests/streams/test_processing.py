@@ -8,6 +8,7 @@ commit and the state just before the crash; processing resumes at the committed 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import uuid
 from collections import Counter
@@ -161,11 +162,14 @@ def test_tables_equal_ground_truth_through_crashes(seed: int) -> None:
     performance: dict[str, Any] = {}
     emitted: list[processing.Emitted] = []
 
+    # every retrain counts as answered at once (timeout 0): one command per crossing
+    answered_at_once = dataclasses.replace(RULES, retrain_pending_timeout_seconds=0.0)
+
     def sample_step(_: int, message: tuple[int, int, bytes]) -> None:
         partition, offset, value = message
         emitted.extend(
             processing.handle_sample(
-                value, partition, offset, states, performance, {}, RULES, 1000.0
+                value, partition, offset, states, performance, {}, answered_at_once, 1000.0
             )
         )
 
@@ -338,3 +342,100 @@ def test_a_manual_retrain_command_starts_the_counter_again() -> None:
         )
     ]
     assert [orjson.loads(e.value)["new_samples"] for e in fired] == [97]
+
+
+def _registered(command_id: str, version: str, weights: dict[str, float]) -> Any:
+    from contracts.events import RegistryEventOccurred, RegistryEventType
+
+    return RegistryEventOccurred(
+        type=RegistryEventType.VERSION_REGISTERED,
+        model_type="calling_score",
+        version=version,
+        status="production" if weights.get(version) == 1.0 else "staging",
+        weights=weights,
+        details={"command_id": command_id, "deployment_id": "d"},
+    )
+
+
+def test_crossings_are_absorbed_while_a_retrain_is_in_flight_through_a_restart() -> None:
+    """One command; every later crossing is held (also across a changelog restore) until the
+    registry answers that command; then one command carries all the samples counted since."""
+    from streams.registry_view import apply_registry_event
+    from streams.tables import ChangelogTable
+
+    threshold = RULES.retrain_sample_threshold
+    states = ChangelogTable()
+    views: dict[str, Any] = {}
+
+    def sample(offset: int, now: float) -> list[dict[str, Any]]:
+        event = forwarded_sample(event_id=f"e{offset}")
+        emitted = processing.handle_sample(event, 0, offset, states, {}, views, RULES, now)
+        return [orjson.loads(e.value) for e in emitted if e.output is Output.RETRAIN]
+
+    sent = [c for offset in range(5 * threshold) for c in sample(offset, 10.0)]
+    assert [c["new_samples"] for c in sent] == [threshold]
+    first = sent[0]["command_id"]
+    view = processing.samples_view(states, "calling_score", threshold)
+    assert view["retrain_in_flight"] == first and view["held_crossings"] == 4
+    # a restart: the state comes back from its changelog, the retrain still in flight
+    restored = ChangelogTable()
+    for key, value in states.take_changed():
+        restored.restore(key, value)
+    states = restored
+    assert sample(5 * threshold, 11.0) == []
+    # a rejection for another command changes nothing; the registry's answer to this one does
+    views["calling_score"] = apply_registry_event(None, _registered("other", "v1.0", {"v1.0": 1.0}))
+    assert sample(5 * threshold + 1, 12.0) == []
+    views["calling_score"] = apply_registry_event(None, _registered(first, "v1.0", {"v1.0": 1.0}))
+    (second,) = sample(5 * threshold + 2, 13.0)
+    assert second["new_samples"] == 4 * threshold + 3
+    assert second["held_crossings"] == 3 and second["baseline_version"] == "v1.0"
+    assert second["command_id"] != first
+    assert sample(5 * threshold + 3, 14.0) == []
+
+
+def test_a_candidate_registered_for_the_retrain_holds_the_next_until_decided() -> None:
+    from streams.registry_view import apply_registry_event
+
+    threshold = RULES.retrain_sample_threshold
+    states: dict[str, Any] = {}
+    views: dict[str, Any] = {}
+    emitted = [
+        e
+        for offset in range(threshold)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 1.0
+        )
+    ]
+    first = orjson.loads(emitted[0].value)["command_id"]
+    production = apply_registry_event(None, _registered("c0", "v1.0", {"v1.0": 1.0}))
+    views["calling_score"] = apply_registry_event(
+        production, _registered(first, "v1.1", {"v1.0": 0.9, "v1.1": 0.1})
+    )
+    held = [
+        e
+        for offset in range(threshold, 3 * threshold)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 2.0
+        )
+        if e.output is Output.RETRAIN
+    ]
+    assert held == []  # answered, but its candidate is under test
+    view = processing.samples_view(states, "calling_score", threshold)
+    assert view["retrain_in_flight"] is None and view["held_crossings"] == 2
+
+
+def test_the_schedule_waits_for_the_retrain_in_flight_and_the_timeout_bounds_it() -> None:
+    threshold = RULES.retrain_sample_threshold
+    states: dict[str, Any] = {}
+    for offset in range(threshold + 5):
+        processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, {}, RULES, 0.0
+        )
+    week = RULES.retrain_max_age_seconds
+    short = dataclasses.replace(RULES, retrain_pending_timeout_seconds=week * 2)
+    assert processing.handle_schedule("calling_score", states, {}, short, week + 1) == []
+    # unanswered for longer than the timeout: no longer in flight, the schedule may fire
+    fired = processing.handle_schedule("calling_score", states, {}, short, 2 * week + 1)
+    assert [orjson.loads(e.value)["reason"] for e in fired] == ["schedule"]
+    assert processing.handle_schedule("calling_score", states, {}, short, 2 * week + 2) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given
@@ -117,7 +118,7 @@ def test_an_event_arrives_at_its_record_time_bounded_by_the_wall_clock() -> None
 
 
 def test_a_manual_retrain_starts_the_count_again_once() -> None:
-    counted = rules.RetrainCounter(lineage="l", new_samples=700, clock_started_at=0.0)
+    counted = rules.RetrainCounter(lineage=str(uuid.uuid4()), new_samples=700, clock_started_at=0.0)
     reset = rules.after_manual_retrain(counted, 1_000.0)
     assert (reset.new_samples, reset.clock_started_at, reset.last_retrain_at) == (
         0,
@@ -149,3 +150,70 @@ def test_a_counter_stored_before_manual_retrains_existed_reads_back() -> None:
     counter = rules.RetrainCounter.from_dict(stored)
     assert counter.manual_retrain_at is None
     assert rules.RetrainCounter.from_dict(counter.to_dict()) == counter
+
+
+@given(
+    st.integers(min_value=1, max_value=20),
+    st.integers(min_value=0, max_value=300),
+    st.integers(min_value=1, max_value=100),
+)
+def test_one_retrain_in_flight_absorbs_every_crossing_until_it_is_answered(
+    threshold: int, samples: int, answer_after: int
+) -> None:
+    """Each command is answered `answer_after` samples after it went: crossings in between are
+    held (counted, never a second command), and the next command carries all of them."""
+    counter = rules.RetrainCounter(lineage="00000000-0000-0000-0000-000000000001")
+    answered: list[str] = []
+    sent: list[tuple[str, int]] = []  # (command id, new samples)
+    since_sent = 0
+    for i in range(samples):
+        if counter.pending_command is not None and since_sent == answer_after:
+            answered.append(counter.pending_command)
+        counter, end = rules.retrain_ended(counter, answered, float(i), timeout_seconds=1e9)
+        in_flight = counter.pending_command is not None
+        counter, crossed = rules.count_sample(counter, threshold, float(i), False, in_flight)
+        since_sent += 1
+        if crossed:
+            assert not in_flight
+            sent.append((rules.command_id(counter), counter.new_samples))
+            counter = rules.after_command(counter, float(i))
+            since_sent = 0
+            assert counter.pending_command == sent[-1][0]
+    # never two unanswered commands: every command but the last was answered before the next
+    assert [command for command, _ in sent[:-1]] == answered[: len(sent) - 1]
+    assert len({command for command, _ in sent}) == len(sent)
+    # no sample lost: the commands' counts plus what is still counted are every sample
+    assert sum(n for _, n in sent) + counter.new_samples == samples
+    assert all(n >= threshold for _, n in sent)
+
+
+def test_a_retrain_never_answered_stops_holding_after_the_timeout() -> None:
+    counter = rules.after_command(rules.RetrainCounter(lineage=str(uuid.uuid4())), 100.0)
+    pending = counter.pending_command
+    assert pending is not None and counter.pending_since == 100.0
+    still, end = rules.retrain_ended(counter, (), 100.0 + 599, timeout_seconds=600)
+    assert end is None and still is counter
+    cleared, end = rules.retrain_ended(counter, (), 100.0 + 600, timeout_seconds=600)
+    assert end is rules.RetrainEnd.TIMED_OUT and cleared.pending_command is None
+    answered, end = rules.retrain_ended(counter, ("other", pending), 101.0, timeout_seconds=600)
+    assert end is rules.RetrainEnd.ANSWERED and answered.pending_since is None
+    # survives the changelog round trip
+    assert rules.RetrainCounter.from_dict(counter.to_dict()).pending_command == pending
+
+
+def test_a_manual_retrain_replaces_the_retrain_in_flight() -> None:
+    counter = rules.after_command(rules.RetrainCounter(lineage=str(uuid.uuid4())), 100.0)
+    manual = rules.after_manual_retrain(counter, 150.0, "manual-1")
+    assert (manual.pending_command, manual.pending_since) == ("manual-1", 150.0)
+    # the answer to streams' own command no longer ends the wait, the manual one's does
+    same, end = rules.retrain_ended(manual, (counter.pending_command,), 160.0, 1e9)
+    assert end is None and same.pending_command == "manual-1"
+    # a manual command without an id resets the count and leaves the pending retrain alone
+    anonymous = rules.after_manual_retrain(counter, 150.0)
+    assert anonymous.pending_command == counter.pending_command and anonymous.new_samples == 0
+
+
+def test_held_crossings_counts_beyond_the_one_a_command_answers() -> None:
+    counter = rules.RetrainCounter(new_samples=3500)
+    assert rules.held_crossings(counter, 1000) == 2
+    assert rules.held_crossings(rules.RetrainCounter(new_samples=999), 1000) == 0

@@ -62,6 +62,7 @@ def test_a_batch_that_fails_half_way_commits_nothing_and_the_next_worker_counts_
         streams_data_dir=tmp_path / "failing",
         streams_web_port=free_port(),
         retrain_sample_threshold=THRESHOLD,
+        retrain_pending_timeout_seconds=0,  # no trainer answers: one command per crossing
         streams_commit_interval_seconds=3_600,  # only leaving the group would commit
     )
     failing = Worker(settings)

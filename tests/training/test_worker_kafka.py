@@ -239,3 +239,36 @@ def test_an_outcome_recorded_but_not_published_is_published_by_the_next_worker(
         (event,) = _deployed(read_topic(kafka_bootstrap, topics.model_deployed, 1, settle=1.0))
     assert event.deployment_id == crashed.recorded.event_id
     assert "already settled" in caplog.text
+
+
+def test_a_backlog_of_one_type_trains_once_and_answers_the_rest_superseded(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, group_id: str, tmp_path: Path
+) -> None:
+    """Four queued commands (a restart, a trainer that fell behind): three for calling_score
+    and one for outcome_prediction. Each type trains once, on its newest command; the older
+    calling_score commands get `superseded` on registry-events, nothing trained for them."""
+    produce_samples(
+        kafka_bootstrap,
+        topics.training_samples,
+        synthetic_samples(300, "calling_score", seed=3)
+        + synthetic_samples(300, "outcome_prediction", seed=4),
+    )
+    queued = [command("calling_score") for _ in range(3)] + [command("outcome_prediction")]
+    for retrain in queued:
+        produce_command(kafka_bootstrap, topics.retrain_commands, retrain)
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    with running_worker(settings):
+        deployed = _deployed(read_topic(kafka_bootstrap, topics.model_deployed, 2, settle=3.0))
+        answers = [
+            RegistryEventOccurred.model_validate_json(m.value() or b"")
+            for m in read_topic(kafka_bootstrap, topics.registry_events, 2, settle=1.0)
+        ]
+    assert sorted(d.command_id or "" for d in deployed) == sorted(
+        [queued[2].command_id, queued[3].command_id]
+    )
+    superseded = {(e.details or {})["command_id"]: e for e in answers}
+    assert set(superseded) == {queued[0].command_id, queued[1].command_id}
+    for answer in superseded.values():
+        assert answer.type.value == "deployment_rejected" and answer.reason == "superseded"
+        assert answer.version is None and answer.weights == {}
+    assert {(e.details or {})["superseded_by"] for e in answers} == {queued[2].command_id}
