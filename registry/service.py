@@ -191,9 +191,11 @@ class RegistryService:
     def _apply(self, model_type: str, message_id: str, planner: Any) -> ApplyResult:
         def checked(state: Sequence[ModelVersion]) -> lifecycle.Plan:
             # Runs inside the store's transaction, on the state read under its lock: no change
-            # commits that leaves two candidates with traffic or production starved.
+            # commits that leaves two candidates with traffic or production starved. A plan that
+            # moves nothing (a rejection, a duplicate) is not checked: in a state an operator
+            # forced it would be refused, and a refused rejection never answers its command.
             plan: lifecycle.Plan = planner(state)
-            if not plan.forced:
+            if not plan.forced and (plan.insert is not None or plan.changes):
                 lifecycle.check_traffic(plan.apply_to(state), model_type, self.max_candidate_weight)
             return plan
 

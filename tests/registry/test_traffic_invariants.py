@@ -233,3 +233,24 @@ def test_put_weights_starving_production_is_a_409_unless_forced(
     forced = client.put(f"/models/{MT}/weights", json={**starve, "force": True}, headers=AUTH)
     assert forced.status_code == 200, forced.text
     assert forced.json()["model"]["weights"] == {"v1.1": 1.0}
+
+
+def test_a_forced_state_still_answers_rejections_and_ignores_duplicates(
+    service: RegistryService, store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    """A change that moves no traffic is never refused by the invariants: in a state an operator
+    forced, a deployment the registry rejects is still answered (streams waits on its
+    command_id), and a second deployment for a registered command is still ignored."""
+    service.register_deployment(deployment(seed=0, command_id="c0"))
+    service.register_deployment(deployment(seed=1, command_id="c1"))
+    _set_weights(service, {"v1.0": 0.2, "v1.1": 0.8}, force=True)
+    forced = {v.version: (v.status, v.weight) for v in store.versions(MT)}
+
+    bad = deployment(seed=2, command_id="c2", input_shape=[None, 5])
+    assert service.register_deployment(bad).outcome == "rejected"
+    rejected = [e for e in _events(store) if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
+    assert [(e.details or {}).get("command_id") for e in rejected] == ["c2"]
+
+    again = deployment(seed=3, command_id="c1")
+    assert service.register_deployment(again).outcome == lifecycle.DUPLICATE_COMMAND
+    assert {v.version: (v.status, v.weight) for v in store.versions(MT)} == forced
