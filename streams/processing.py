@@ -271,7 +271,10 @@ def handle_sample(
 
     emitted: list[Emitted] = []
     view = views.get(model_type)
-    canary_running = registry_known and view is not None and view.candidate is not None
+    experiment = abtest.experiment_of(view)
+    # Held by a candidate only while a test runs on it: one no test can decide (production forced
+    # to 0) would hold every crossing, and the deployment that would replace it, for good.
+    canary_running = registry_known and experiment is not None
     counter = _settle_pending(
         _after_manual_retrain(state.counter, view, now),
         model_type,
@@ -302,7 +305,6 @@ def handle_sample(
         )
     state.counter = counter
 
-    experiment = abtest.experiment_of(view)
     if registry_known and (experiment is not None or state.ab.experiment):
         occurred_at = datetime.fromisoformat(sample["occurred_at"])
         ab = abtest.observe(

@@ -439,3 +439,40 @@ def test_the_schedule_waits_for_the_retrain_in_flight_and_the_timeout_bounds_it(
     fired = processing.handle_schedule("calling_score", states, {}, short, 2 * week + 1)
     assert [orjson.loads(e.value)["reason"] for e in fired] == ["schedule"]
     assert processing.handle_schedule("calling_score", states, {}, short, 2 * week + 2) == []
+
+
+def test_a_candidate_no_test_runs_on_does_not_hold_the_threshold() -> None:
+    """Production forced to 0 by an operator: no A/B test runs (nothing to compare it with), so
+    nothing would ever decide the candidate; the crossing must still send its command, whose
+    deployment replaces the forced candidate and gives production its traffic back."""
+    from streams.registry_view import ModelTypeView
+
+    forced = ModelTypeView(
+        "calling_score",
+        {"v1.0": "production", "v1.1": "staging"},
+        {"v1.1": 1.0},
+        changed_at=NOW - timedelta(hours=1),
+    )
+    states: dict[str, Any] = {}
+    views = {"calling_score": forced}
+    sent = [
+        orjson.loads(e.value)
+        for offset in range(RULES.retrain_sample_threshold)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 1.0
+        )
+        if e.output is Output.RETRAIN
+    ]
+    assert [c["new_samples"] for c in sent] == [RULES.retrain_sample_threshold]
+    # a candidate under a running test still holds it
+    states = {}
+    views = {"calling_score": candidate_under_test()}
+    held = [
+        e
+        for offset in range(RULES.retrain_sample_threshold)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 1.0
+        )
+        if e.output is Output.RETRAIN
+    ]
+    assert held == []
