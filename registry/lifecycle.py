@@ -134,10 +134,13 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
     for version, weight in weights.items():
         if not isinstance(weight, int | float) or not 0 <= weight <= 1 + WEIGHT_TOLERANCE:
             raise InvalidWeights(f"weight of {version} must be a number in [0, 1], got {weight!r}")
-    total = math.fsum(weights.values())
+    rounded = {version: round(float(weight), 6) for version, weight in weights.items()}
+    # Checked as stored (rounded): a sum off by rounding would refuse every later change
+    # derived from it (`check_traffic`), a forced one included.
+    total = math.fsum(rounded.values())
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         raise InvalidWeights(f"weights must sum to 1, they sum to {total:.6f}")
-    return {version: round(float(weight), 6) for version, weight in weights.items()}
+    return rounded
 
 
 def _event(

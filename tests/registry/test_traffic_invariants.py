@@ -21,7 +21,7 @@ from contracts.model_types import ModelTypeCatalog
 from registry import lifecycle
 from registry.artifacts import ArtifactStore
 from registry.domain import ModelVersion, Status
-from registry.errors import RegistryError, TrafficInvariantViolated
+from registry.errors import InvalidWeights, RegistryError, TrafficInvariantViolated
 from registry.main import create_app
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
@@ -254,3 +254,21 @@ def test_a_forced_state_still_answers_rejections_and_ignores_duplicates(
     again = deployment(seed=3, command_id="c1")
     assert service.register_deployment(again).outcome == lifecycle.DUPLICATE_COMMAND
     assert {v.version: (v.status, v.weight) for v in store.versions(MT)} == forced
+
+
+def test_forced_weights_that_round_off_never_block_the_next_deployment(
+    service: RegistryService, store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    """Weights are stored rounded to 6 decimals: a map whose sum is within 1e-6 of 1 only before
+    rounding is refused (422), else a forced one would be stored off by 2e-6 and every later
+    registration (its weights derived from it) refused as not summing to 1, its command never
+    answered."""
+    service.register_deployment(deployment(seed=0, command_id="c0"))
+    service.register_deployment(deployment(seed=1, command_id="c1"))
+    odd = {"v1.0": 0.4000004, "v1.1": 0.5999994}  # sums to 0.9999998; rounded, to 0.999999
+    with pytest.raises(InvalidWeights):
+        lifecycle.validate_weights(odd)
+    with pytest.raises(RegistryError):
+        _set_weights(service, odd, force=True)
+    assert service.register_deployment(deployment(seed=2, command_id="c2")).outcome == "applied"
+    assert_invariants(store.versions(MT))
