@@ -391,7 +391,8 @@ def handle_schedule(
     now: float,
     registry_known: bool = True,
 ) -> list[Emitted]:
-    """The schedule trigger for one model type, checked by the worker that owns it.
+    """The schedule trigger for one model type, checked by the worker that owns it; and the
+    crossings a retrain held, once it is answered (with no sample needed to send them).
 
     Not tied to a source offset: a command whose state change was lost in a crash is emitted
     again from the same counter, so under the same command id.
@@ -408,16 +409,16 @@ def handle_schedule(
         states[model_type] = state
     if counter.pending_command is not None:
         return []  # one retrain in flight: the schedule waits for its answer like a crossing
-    if not rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
+    threshold = settings.retrain_sample_threshold
+    # Crossings held for a retrain now answered go without waiting for a sample that may never
+    # come (the traffic stopped); not while a candidate is under test, nor on a stale view.
+    if counter.new_samples >= threshold and registry_known and abtest.experiment_of(view) is None:
+        reason = RetrainReason.SAMPLE_THRESHOLD
+    elif rules.schedule_due(state.counter, now, settings.retrain_max_age_seconds):
+        reason = RetrainReason.SCHEDULE
+    else:
         return []
-    command = _retrain_command(
-        state.counter,
-        model_type,
-        RetrainReason.SCHEDULE,
-        view,
-        now,
-        settings.retrain_sample_threshold,
-    )
+    command = _retrain_command(state.counter, model_type, reason, view, now, threshold)
     state.counter = rules.after_command(state.counter, now)
     states[model_type] = state
     return [command]

@@ -476,3 +476,43 @@ def test_a_candidate_no_test_runs_on_does_not_hold_the_threshold() -> None:
         if e.output is Output.RETRAIN
     ]
     assert held == []
+
+
+def test_crossings_held_for_a_retrain_go_when_it_is_answered_without_another_sample() -> None:
+    """The samples stop while a retrain is in flight: its answer alone (seen by the periodic
+    check) sends the held crossings' command, not a sample that may never come, nor the 7-day
+    schedule."""
+    from streams.registry_view import apply_registry_event
+
+    threshold = RULES.retrain_sample_threshold
+    states: dict[str, Any] = {}
+    views: dict[str, Any] = {}
+    sent = [
+        orjson.loads(e.value)
+        for offset in range(3 * threshold)
+        for e in processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 10.0
+        )
+        if e.output is Output.RETRAIN
+    ]
+    (first,) = sent
+    assert processing.handle_schedule("calling_score", states, views, RULES, 20.0) == []
+    views["calling_score"] = apply_registry_event(
+        None, _registered(first["command_id"], "v1.0", {"v1.0": 1.0})
+    )
+    fired = [
+        orjson.loads(e.value)
+        for e in processing.handle_schedule("calling_score", states, views, RULES, 30.0)
+    ]
+    assert [(c["reason"], c["new_samples"], c["held_crossings"]) for c in fired] == [
+        ("sample_threshold", 2 * threshold, 1)
+    ]
+    assert processing.handle_schedule("calling_score", states, views, RULES, 40.0) == []
+    # held by a candidate under test instead: the check does not send it either
+    states = {}
+    views = {"calling_score": candidate_under_test()}
+    for offset in range(2 * threshold):
+        processing.handle_sample(
+            forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 10.0
+        )
+    assert processing.handle_schedule("calling_score", states, views, RULES, 30.0) == []
