@@ -21,7 +21,9 @@ class RegistrySettings(KafkaSettings):
     registry_consumer_group: str = "relearn-registry"
     registry_candidate_weight: float = Field(default=0.1, gt=0, le=1)
     # The most a staging version may hold; production keeps at least the rest (409 otherwise).
-    registry_max_candidate_weight: float = Field(default=0.5, gt=0, lt=1)
+    # At least streams' last ramp step before promotion (0.5): below it every automatic ramp
+    # would be refused, and a better candidate would stay at its first weight, undecided.
+    registry_max_candidate_weight: float = Field(default=0.5, ge=0.5, lt=1)
     registry_route_cache_seconds: float = Field(default=1.0, ge=0)
     # A killed instance's partitions move to a live one after this long (librdkafka: 45 s).
     registry_session_timeout_ms: int = Field(default=10_000, ge=6_000)

@@ -272,3 +272,16 @@ def test_forced_weights_that_round_off_never_block_the_next_deployment(
         _set_weights(service, odd, force=True)
     assert service.register_deployment(deployment(seed=2, command_id="c2")).outcome == "applied"
     assert_invariants(store.versions(MT))
+
+
+def test_the_maximum_candidate_weight_leaves_room_for_the_ramp(tmp_path: Path) -> None:
+    """streams ramps a better candidate 0.1 -> 0.5 -> 1.0: a maximum under 0.5 would refuse its
+    every ramp step, and the candidate would stay at 0.1 with no decision left to make."""
+    from pydantic import ValidationError
+
+    from streams.abtest import RAMP
+
+    assert RegistrySettings(state_dir=tmp_path, registry_max_candidate_weight=0.5)
+    with pytest.raises(ValidationError):
+        RegistrySettings(state_dir=tmp_path, registry_max_candidate_weight=0.3)
+    assert lifecycle.MAX_CANDIDATE_WEIGHT == max(step for step in RAMP if step < 1.0)
