@@ -10,17 +10,16 @@ import random
 import shutil
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from bus.clients import make_producer
 from contracts.topics import Topics
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events
-from tests.chaos.harness import ScenarioFigures, elapsed_since, record, size
-from tests.streams.harness import StreamsWorker, get_json, read_topic, wait_until
+from tests.chaos.harness import ScenarioFigures, elapsed_since, forwarded_ids, size
+from tests.streams.harness import StreamsWorker, get_json, wait_until
 from tests.streams.test_streams_on_broker import (
     THRESHOLD,
     _all_counted,
@@ -108,9 +107,15 @@ def produce_at_rate(
     return producer
 
 
+@pytest.mark.scenario("1 streams SIGKILL, state {state}")
 @pytest.mark.parametrize("state", ["kept", "deleted"])
 def test_streams_worker_sigkilled_during_traffic(
-    state: str, kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+    state: str,
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    tmp_path: Path,
+    record_row: Callable[[ScenarioFigures], None],
 ) -> None:
     began = time.monotonic()
     events = int(size(100_000, 1_000_000))
@@ -149,29 +154,26 @@ def test_streams_worker_sigkilled_during_traffic(
             lambda: _all_counted(worker, truth), max(180, events / 150), "events not all counted"
         )
         catch_up = elapsed_since(caught_up)
-        samples = read_topic(kafka_bootstrap, topics.training_samples)
-        forwarded = Counter(orjson.loads(m.value())["event_id"] for m in samples)
-        lost = len(truth.valid_ids - set(forwarded))
-        doubled = counted_twice(worker, truth)
-        record(
+        ids = forwarded_ids(kafka_bootstrap, topics.training_samples, truth.valid_ids)
+        assert (ids.lost, ids.duplicated, ids.unexpected) == (0, 0, 0), ids
+        assert counted_twice(worker, truth) == 0
+        _assert_tables_equal_truth(worker, truth)
+        _assert_outputs(kafka_bootstrap, topics, truth)
+        assert max(recoveries) < 60, recoveries
+        record_row(
             ScenarioFigures(
-                f"1 streams SIGKILL, state {state}",
                 len(messages),
                 f"{kills} x SIGKILL worker",
-                lost,
-                doubled,
+                ids.lost,
+                ids.duplicated,
                 max(recoveries),
                 notes=(
-                    f"recoveries {recoveries} s (kill to the restarted worker holding partitions and counting beyond the pre-kill count); caught up {catch_up} s after "
-                    f"the last event; training-samples re-sent {len(samples) - len(forwarded)} "
-                    f"(at least once, unique by event_id)"
+                    f"recoveries {recoveries} s; caught up {catch_up} s after the last event; "
+                    f"tables equal the truth; training-samples re-sent {ids.resent} "
+                    "(same source record: at least once, counted once)"
                 ),
                 seconds=elapsed_since(began),
             )
         )
-        assert lost == 0 and doubled == 0
-        _assert_tables_equal_truth(worker, truth)
-        _assert_outputs(kafka_bootstrap, topics, truth)
-        assert max(recoveries) < 60, recoveries
     finally:
         worker.stop()
