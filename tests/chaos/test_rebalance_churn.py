@@ -92,7 +92,8 @@ def test_second_worker_churn_keeps_tables_exact_and_offsets_advancing(
                 max(recoveries),
                 notes=(
                     f"from each stop of the second worker to the steady one counting again "
-                    f"{recoveries} s; committed offsets after each cycle {marks}; tables exact; "
+                    f"{recoveries} s (about 0 where the producer had finished and everything was "
+                    f"counted); committed offsets after each cycle {marks}; tables exact; "
                     f"training-samples re-sent {ids.resent}"
                 ),
                 seconds=elapsed_since(began),
