@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,9 @@ def record_row(request: pytest.FixtureRequest) -> Callable[[ScenarioFigures], No
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     name = scenario_name(item)
     if name is None:
@@ -225,7 +228,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         commit, date = current_commit(), utc_now()
         for figures in item.stash.get(ROWS, []):
             cells = figures_cells(name, scenario_size(item), figures, commit, date)
-            update_file(reliability_file(), lambda t, c=cells: t.with_pass(c))
+            update_file(reliability_file(), partial(Table.with_pass, row=cells))
     # a run counts once: at its call phase, or at a setup that failed or skipped
     if report.when == "call" or (report.when == "setup" and not report.passed):
         tally = item.config.stash[TALLY].setdefault(f"{name}|{scenario_size(item)}", [0, 0])
@@ -246,5 +249,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         scenario, size = key.rsplit("|", 1)
         cell = f"passed {passed}/{runs} at {commit} ({date})"
         update_file(
-            reliability_file(), lambda t, s=scenario, z=size, c=cell: t.with_repeats(s, z, c)
+            reliability_file(), partial(Table.with_repeats, scenario=scenario, size=size, cell=cell)
         )
