@@ -60,14 +60,15 @@ def counted(worker: StreamsWorker) -> int:
     return total
 
 
-def recovered(worker: StreamsWorker, before: int, producer: threading.Thread) -> bool:
+def recovered(
+    worker: StreamsWorker, before: int, producer: threading.Thread, truth: GroundTruth
+) -> bool:
     """The restarted worker holds partitions again and counts beyond what was counted at the
-    kill (or, once the producer has finished and nothing is left to count, is back at it)."""
+    kill (or, once the producer has finished, has counted everything: nothing is left to count)."""
     health = get_json(f"{worker.url}/healthz") or {}
     if not any(health.get("assigned", {}).values()):
         return False
-    now = counted(worker)
-    return now > before or (not producer.is_alive() and now >= before)
+    return counted(worker) > before or (not producer.is_alive() and _all_counted(worker, truth))
 
 
 class PacedProducer(threading.Thread):
@@ -145,7 +146,9 @@ def test_streams_worker_sigkilled_during_traffic(
             worker.start()
             worker.wait_web(timeout=120)
             wait_until(
-                lambda b=before: recovered(worker, b, producer), 60, "no progress after the restart"
+                lambda b=before: recovered(worker, b, producer, truth),
+                60,
+                "no progress after the restart",
             )
             recoveries.append(elapsed_since(killed))
         producer.join()
