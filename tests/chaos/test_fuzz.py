@@ -1,18 +1,21 @@
 """Priority 8: hostile payloads against every validator of the internal topics, and schemathesis
-against the registry's OpenAPI spec (authorized, so mutating routes are exercised): no crash,
-no 500 (503 only where Kafka is disabled on purpose). Outcome events are fuzzed in tests/contracts/test_validation.py already.
+against the registry's OpenAPI spec (authorized, so mutating routes are exercised, with Kafka and
+a streams worker behind it): no crash, no 5xx. Outcome events are fuzzed in
+tests/contracts/test_validation.py already.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -20,6 +23,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from bus.admin import create_topics
 from contracts.events import (
     ModelDeployed,
     RegistryCommandIssued,
@@ -27,12 +31,14 @@ from contracts.events import (
     RetrainRequested,
     TrainingSampleForwarded,
 )
+from contracts.topics import Topics
 from registry.consumers import Poison, _decode
 from registry.main import create_app
 from registry.settings import RegistrySettings
 from streams.registry_follower import RegistryFollower
-from tests.chaos.harness import ScenarioFigures, elapsed_since, record
+from tests.chaos.harness import ScenarioFigures, elapsed_since
 from tests.registry.conftest import make_deployment
+from tests.streams.harness import StreamsWorker, get_json, read_topic, wait_until
 
 INTERNAL: tuple[type[BaseModel], ...] = (
     TrainingSampleForwarded,
@@ -103,29 +109,52 @@ TOKEN = "fuzz-token"
 
 
 @pytest.fixture(scope="module")
-def registry_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def registry_app(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The registry app on the session broker, its dashboard proxying a real streams worker."""
     base = tmp_path_factory.mktemp("fuzz-registry")
     artifact_dir = base / "artifacts"
+    prefix = f"fuzz{uuid.uuid4().hex[:8]}-"
+    create_topics(kafka_bootstrap, Topics(prefix), partitions=4, replication=1)
+    worker = StreamsWorker.alone(kafka_bootstrap, prefix, base)
     app_settings = RegistrySettings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=prefix,
+        registry_consumer_group=f"fuzz-{uuid.uuid4().hex[:8]}",
         state_dir=base,
         artifact_dir=artifact_dir,
         api_token=TOKEN,
-        registry_kafka_enabled=False,
         registry_route_cache_seconds=0,
+        streams_url=worker.url,
     )
-    with TestClient(create_app(app_settings)) as client:
-        service = client.app.state.service  # type: ignore[attr-defined]
-        for seed in (0, 1):  # something to find: two versions of calling_score
-            service.register_deployment(make_deployment(Path(artifact_dir), seed=seed))
-        yield client
+    try:
+        worker.start().wait_web()
+        wait_until(
+            lambda: get_json(f"{worker.url}/samples/calling_score") is not None,
+            90,
+            "streams' tables never answered",
+        )
+        with TestClient(create_app(app_settings)) as client:
+            service = client.app.state.service  # type: ignore[attr-defined]
+            for seed in (0, 1):  # something to find: two versions of calling_score
+                service.register_deployment(make_deployment(Path(artifact_dir), seed=seed))
+            yield client
+    finally:
+        worker.stop()
 
 
-def test_registry_api_never_answers_500(registry_app: TestClient) -> None:
+@pytest.mark.integration
+@pytest.mark.scenario("8 schemathesis on the registry API", size="ci+full")
+def test_registry_api_never_answers_5xx(
+    registry_app: TestClient, kafka_bootstrap: str, record_row: Callable[[ScenarioFigures], None]
+) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", registry_app.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
     began = time.monotonic()
     calls: Counter[int] = Counter()
+    retrains: list[str] = []  # command ids the retrain route answered 202 with
 
     for operation in operations:
 
@@ -143,27 +172,34 @@ def test_registry_api_never_answers_500(registry_app: TestClient) -> None:
                 response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
             except httpx.InvalidURL:
                 reject()  # a control character the HTTP client itself refuses to send
-            # The deliberate 5xx here: /retrain with Kafka disabled (503), and the dashboard's
-            # streams proxy with no streams worker to ask (502, code streams_unreachable).
-            deliberate = (response.status_code == 503 and "Kafka is disabled" in response.text) or (
-                response.status_code == 502 and "streams_unreachable" in response.text
-            )
             calls[response.status_code] += 1
-            assert response.status_code < 500 or deliberate, (
+            assert response.status_code < 500, (
                 f"{case.method} {case.formatted_path} -> {response.status_code} {response.text}"
             )
+            if case.method == "POST" and case.path.endswith("/retrain"):
+                if response.status_code == 202:
+                    retrains.append(response.json()["command_id"])
 
         check()
-    record(
+    assert retrains, "no retrain was accepted: the Kafka path was never exercised"
+    topic = registry_app.app.state.settings.topics.retrain_commands  # type: ignore[attr-defined]
+    found = Counter(
+        orjson.loads(m.value())["command_id"] for m in read_topic(kafka_bootstrap, topic)
+    )
+    lost = len(set(retrains) - set(found))
+    doubled = sum(n - 1 for n in found.values() if n > 1)
+    assert (lost, doubled) == (0, 0), (lost, doubled)
+    record_row(
         ScenarioFigures(
-            "8 schemathesis on the registry API",
             sum(calls.values()),
-            f"{len(operations)} operations, authorized",
-            0,
-            0,
+            f"{len(operations)} operations, authorized, Kafka and streams behind",
+            lost,
+            doubled,
             None,
-            notes=f"status codes {dict(sorted(calls.items()))}; no 500",
-            size="ci+full",
+            notes=(
+                f"status codes {dict(sorted(calls.items()))}; no 5xx; lost/duplicated: the "
+                f"{len(retrains)} retrain command ids answered 202 vs retrain-commands"
+            ),
             seconds=elapsed_since(began),
         )
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,7 +18,14 @@ from bus.clients import make_producer
 from contracts.events import RegistryEventOccurred, RegistryEventType
 from contracts.topics import Topics
 from streams.testing import outcome_events
-from tests.chaos.harness import Registry, ScenarioFigures, Trainer, elapsed_since, record, size
+from tests.chaos.harness import (
+    Registry,
+    ScenarioFigures,
+    Trainer,
+    elapsed_since,
+    forwarded_ids,
+    size,
+)
 from tests.streams.harness import consumer_lag, produce, read_topic, wait_until
 from tests.streams.test_streams_on_broker import (
     _all_counted,
@@ -42,8 +50,13 @@ def poison_for(topic: str) -> list[tuple[bytes, bytes]]:
     return [(b"calling_score", value) for value in POISON]
 
 
+@pytest.mark.scenario("2 poison on every topic")
 def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
-    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    tmp_path: Path,
+    record_row: Callable[[ScenarioFigures], None],
 ) -> None:
     began = time.monotonic()
     messages, truth = outcome_events(int(size(6_000, 100_000)), seed=31, invalid_rate=0.01)
@@ -84,12 +97,8 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
         wait_until(lambda: _all_counted(worker, truth), 120, "good events not all counted")
         _assert_tables_equal_truth(worker, truth)
         # what streams forwarded (its records carry source headers; the poison does not)
-        forwarded = {
-            orjson.loads(m.value())["event_id"]
-            for m in read_topic(kafka_bootstrap, topics.training_samples)
-            if m.headers() and m.value() not in POISON
-        }
-        assert forwarded == truth.valid_ids
+        ids = forwarded_ids(kafka_bootstrap, topics.training_samples, truth.valid_ids)
+        assert (ids.lost, ids.duplicated, ids.unexpected) == (0, 0, 0), ids
         outcome_dead = read_topic(kafka_bootstrap, topics.outcome_events_dlq)
         assert (
             len(
@@ -162,14 +171,13 @@ def test_poison_on_every_topic_lands_with_reasons_and_good_events_stay_exact(
             if s is None or s.poll() is not None
         ]
         assert not dead_services, "a service died on poison"
-        record(
+        record_row(
             ScenarioFigures(
-                "2 poison on every topic",
                 len(messages) + poison_sent - truth.invalid,
                 f"{poison_sent} malformed ({truth.invalid} outcome, "
                 f"{poison_sent - truth.invalid} internal)",
-                0,
-                0,
+                ids.lost,
+                ids.duplicated,
                 None,
                 notes=(
                     "outcome + model-deployed + registry-commands poison in DLQs with reasons; "
@@ -213,7 +221,19 @@ def test_malformed_training_sample_with_source_headers_does_not_stall_streams(
         )
         _assert_tables_equal_truth(worker, truth)
         assert worker.process is not None and worker.process.poll() is None
-        crashes = worker.log_path.read_text(errors="replace").count("Crashed reason=")
-        assert crashes == 0, f"the training-sample agent crashed {crashes} times on poison"
+        # each malformed sample is dead-lettered once, with its reason and where it came from
+        expected = 4 * len(POISON[:4])
+        dead = wait_until(
+            lambda: (lambda d: d if len(d) >= expected else None)(
+                read_topic(kafka_bootstrap, topics.internal_dlq)
+            ),
+            60,
+            "malformed training samples not dead-lettered",
+        )
+        assert len(dead) == expected
+        assert {dict(m.headers())["source.topic"].decode() for m in dead} == {
+            topics.training_samples
+        }
+        assert all(dict(m.headers()).get("error.reason") for m in dead)
     finally:
         worker.stop()

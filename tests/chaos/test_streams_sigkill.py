@@ -10,17 +10,16 @@ import random
 import shutil
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from bus.clients import make_producer
 from contracts.topics import Topics
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events
-from tests.chaos.harness import ScenarioFigures, elapsed_since, record, size
-from tests.streams.harness import StreamsWorker, get_json, read_topic, wait_until
+from tests.chaos.harness import ScenarioFigures, elapsed_since, forwarded_ids, size
+from tests.streams.harness import StreamsWorker, get_json, wait_until
 from tests.streams.test_streams_on_broker import (
     THRESHOLD,
     _all_counted,
@@ -61,14 +60,15 @@ def counted(worker: StreamsWorker) -> int:
     return total
 
 
-def recovered(worker: StreamsWorker, before: int, producer: threading.Thread) -> bool:
+def recovered(
+    worker: StreamsWorker, before: int, producer: threading.Thread, truth: GroundTruth
+) -> bool:
     """The restarted worker holds partitions again and counts beyond what was counted at the
-    kill (or, once the producer has finished and nothing is left to count, is back at it)."""
+    kill (or, once the producer has finished, has counted everything: nothing is left to count)."""
     health = get_json(f"{worker.url}/healthz") or {}
     if not any(health.get("assigned", {}).values()):
         return False
-    now = counted(worker)
-    return now > before or (not producer.is_alive() and now >= before)
+    return counted(worker) > before or (not producer.is_alive() and _all_counted(worker, truth))
 
 
 class PacedProducer(threading.Thread):
@@ -108,9 +108,15 @@ def produce_at_rate(
     return producer
 
 
+@pytest.mark.scenario("1 streams SIGKILL, state {state}")
 @pytest.mark.parametrize("state", ["kept", "deleted"])
 def test_streams_worker_sigkilled_during_traffic(
-    state: str, kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+    state: str,
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    tmp_path: Path,
+    record_row: Callable[[ScenarioFigures], None],
 ) -> None:
     began = time.monotonic()
     events = int(size(100_000, 1_000_000))
@@ -140,7 +146,9 @@ def test_streams_worker_sigkilled_during_traffic(
             worker.start()
             worker.wait_web(timeout=120)
             wait_until(
-                lambda b=before: recovered(worker, b, producer), 60, "no progress after the restart"
+                lambda b=before: recovered(worker, b, producer, truth),
+                60,
+                "no progress after the restart",
             )
             recoveries.append(elapsed_since(killed))
         producer.join()
@@ -149,29 +157,26 @@ def test_streams_worker_sigkilled_during_traffic(
             lambda: _all_counted(worker, truth), max(180, events / 150), "events not all counted"
         )
         catch_up = elapsed_since(caught_up)
-        samples = read_topic(kafka_bootstrap, topics.training_samples)
-        forwarded = Counter(orjson.loads(m.value())["event_id"] for m in samples)
-        lost = len(truth.valid_ids - set(forwarded))
-        doubled = counted_twice(worker, truth)
-        record(
+        ids = forwarded_ids(kafka_bootstrap, topics.training_samples, truth.valid_ids)
+        assert (ids.lost, ids.duplicated, ids.unexpected) == (0, 0, 0), ids
+        assert counted_twice(worker, truth) == 0
+        _assert_tables_equal_truth(worker, truth)
+        _assert_outputs(kafka_bootstrap, topics, truth)
+        assert max(recoveries) < 60, recoveries
+        record_row(
             ScenarioFigures(
-                f"1 streams SIGKILL, state {state}",
                 len(messages),
                 f"{kills} x SIGKILL worker",
-                lost,
-                doubled,
+                ids.lost,
+                ids.duplicated,
                 max(recoveries),
                 notes=(
-                    f"recoveries {recoveries} s (kill to the restarted worker holding partitions and counting beyond the pre-kill count); caught up {catch_up} s after "
-                    f"the last event; training-samples re-sent {len(samples) - len(forwarded)} "
-                    f"(at least once, unique by event_id)"
+                    f"recoveries {recoveries} s; caught up {catch_up} s after the last event; "
+                    f"tables equal the truth; training-samples re-sent {ids.resent} "
+                    "(same source record: at least once, counted once)"
                 ),
                 seconds=elapsed_since(began),
             )
         )
-        assert lost == 0 and doubled == 0
-        _assert_tables_equal_truth(worker, truth)
-        _assert_outputs(kafka_bootstrap, topics, truth)
-        assert max(recoveries) < 60, recoveries
     finally:
         worker.stop()

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,8 +22,8 @@ import orjson
 import pytest
 
 from contracts.topics import Topics
-from tests.chaos.harness import Registry, ScenarioFigures, Trainer, elapsed_since, record
-from tests.streams.harness import read_topic, wait_until
+from tests.chaos.harness import Registry, ScenarioFigures, Trainer, elapsed_since
+from tests.streams.harness import consumer_lag, read_topic, wait_until
 from tests.training.kafka_helpers import command, produce_command, produce_samples
 from training.faults import crash_point
 from training.synthetic import synthetic_samples
@@ -67,8 +68,13 @@ def deployments_published(bootstrap: str, topics: Topics) -> Counter[str]:
     return Counter({c: len(ids) for c, ids in seen.items()})
 
 
+@pytest.mark.scenario("3 trainer SIGKILL before publish + zombie", size="ci+full")
 def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_per_command(
-    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    topics: Topics,
+    topic_prefix: str,
+    tmp_path: Path,
+    record_row: Callable[[ScenarioFigures], None],
 ) -> None:
     began = time.monotonic()
     produce_samples(kafka_bootstrap, topics.training_samples, synthetic_samples(3_000, MT))
@@ -148,29 +154,41 @@ def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_p
             120,
             "the zombie never published its late outcome",
         )
-        time.sleep(3)  # the registry consumes the zombie's late deployment
-        published = deployments_published(kafka_bootstrap, topics)
+        published = wait_until(
+            lambda: (lambda p: p if p[retrain.command_id] >= 2 else None)(
+                deployments_published(kafka_bootstrap, topics)
+            ),
+            30,
+            "the zombie's late deployment never reached model-deployed",
+        )
+        # versions are counted only once the registry has consumed the late deployment
+        registry_group = f"{registry.env['RELEARN_REGISTRY_CONSUMER_GROUP']}.model-deployed"
+        wait_until(
+            lambda: consumer_lag(kafka_bootstrap, registry_group, topics.model_deployed) == 0,
+            60,
+            "the registry never consumed the zombie's late deployment",
+        )
         per_command = {c: len(registered(registry, c)) for c in commands}
         lost = sum(1 for n in per_command.values() if n == 0)
         doubled = sum(n - 1 for n in per_command.values() if n > 1)
-        record(
+        assert per_command == {c: 1 for c in commands}, per_command
+        assert all(s.alive for s in (registry, *others)), "a service died"
+        record_row(
             ScenarioFigures(
-                "3 trainer SIGKILL before publish + zombie",
                 len(commands),
                 "SIGKILL after artifact, SIGKILL before publish, SIGSTOP 6 s session + SIGCONT",
                 lost,
                 doubled,
                 max(recoveries),
                 notes=(
-                    f"versions per command {list(per_command.values())}; distinct deployments "
-                    f"published per command {[published[c] for c in commands]}"
+                    f"recoveries {recoveries} s (fault to the command's version registered); "
+                    f"versions per command id {list(per_command.values())}; distinct deployments "
+                    f"published per command {[published[c] for c in commands]}, the zombie's late "
+                    "one consumed by the registry (lag 0) before counting"
                 ),
-                size="ci+full",
                 seconds=elapsed_since(began),
             )
         )
-        assert per_command == {c: 1 for c in commands}, per_command
-        assert all(s.alive for s in (registry, *others)), "a service died"
     finally:
         for service in (trainer, *others, registry):
             if service.alive:
