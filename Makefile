@@ -18,7 +18,7 @@ setup: $(INSTALLED) $(SYSTEM_DEPS) $(KAFKA_JARS)
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,trainer]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

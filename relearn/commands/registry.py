@@ -11,6 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default=None, help="bind address (RELEARN_REGISTRY_HOST)")
     parser.add_argument("--port", type=int, default=None, help="port (RELEARN_REGISTRY_PORT)")
+    parser.add_argument(
+        "--migrate-only",
+        action="store_true",
+        help="bring the database schema to the newest revision (Alembic) and exit",
+    )
     parser.set_defaults(handler=_serve)
 
 
@@ -28,6 +33,11 @@ def _serve(args: argparse.Namespace) -> int:
     from registry.settings import RegistrySettings
 
     settings = RegistrySettings()
+    if args.migrate_only:  # e.g. a Kubernetes init container, before any instance starts
+        from registry.store.sql import SqlRegistryStore
+
+        SqlRegistryStore(settings.resolved_database_url())  # opening it migrates
+        return 0
     host = args.host or settings.registry_host
     port = args.port or settings.registry_port
 

@@ -39,6 +39,9 @@ class TrainCommandError(Exception):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from relearn.extras import require_trainer_extra
+
+    require_trainer_extra("train")
     from training.settings import TrainerSettings
 
     overrides: dict[str, Any] = {}

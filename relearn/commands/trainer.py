@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from relearn.extras import require_trainer_extra
+
+    require_trainer_extra("trainer")
     from training.service import run_trainer
     from training.settings import TrainerSettings
 
