@@ -22,8 +22,8 @@ $(INSTALLED): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Java and Maven for the broker, PostgreSQL for the registry's store tests, kcat and Chromium for checks.
-$(SYSTEM_DEPS):
+# Java and Maven for the broker, PostgreSQL for the registry's store tests, kcat, Chromium and promtool for checks.
+$(SYSTEM_DEPS): scripts/system-deps.sh
 	@bash scripts/system-deps.sh
 	@mkdir -p .relearn && touch $@
 

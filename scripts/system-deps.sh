@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages relearn needs (Debian): Java 17, Maven, PostgreSQL, kcat, Chromium.
+# Installs the system packages relearn needs (Debian): Java 17, Maven, PostgreSQL, kcat, Chromium,
+# Prometheus (its promtool checks and unit-tests deploy/prometheus).
 # Only what is missing is installed; nothing happens on a machine that has everything.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v promtool >/dev/null || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
