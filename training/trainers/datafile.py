@@ -55,12 +55,9 @@ def write_parquet(path: Path, dataset: Dataset, spec: ModelTypeSpec) -> None:
         name: [r[name] for r in records]
         for name in ("event_id", "outcome_score", "positive_outcome", "occurred_at")
     }
+    width = dataset.features.shape[1]
     flat = pa.array(np.ascontiguousarray(dataset.features).reshape(-1), type=pa.float32())
-    offsets = pa.array(
-        np.arange(0, flat.length() + 1, dataset.features.shape[1] or 1, dtype=np.int32)
-        if len(dataset)
-        else np.zeros(1, dtype=np.int32)
-    )
+    offsets = pa.array(np.arange(len(dataset) + 1, dtype=np.int32) * width)
     table = pa.table(
         {
             "event_id": pa.array([str(v) for v in columns["event_id"]]),

@@ -60,7 +60,7 @@ def _train_script(
         timings["write_data"] = time.perf_counter() - started
 
         argv = expand(config.argv, values)
-        script = script_file(config, argv)
+        script = script_file(config)
         lineage = {
             "kind": "script",
             "argv": list(config.argv),

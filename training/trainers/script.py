@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from contracts.trainer_config import ScriptTrainer
+from contracts.trainer_config import ARGV_PLACEHOLDERS, ScriptTrainer
 from training.errors import RejectionReason, TrainerRejectedError
 
 log = logging.getLogger(__name__)
@@ -52,15 +51,18 @@ def expand(argv: tuple[str, ...], values: dict[str, str]) -> list[str]:
     return expanded
 
 
-def script_file(config: ScriptTrainer, argv: list[str]) -> Path | None:
-    """The file the argv runs: the first argument naming an existing file other than Python."""
-    for part in argv:
-        if part == sys.executable:
-            continue
+def script_file(config: ScriptTrainer) -> Path | None:
+    """The file the argv runs: the first literal argument (no placeholder) naming a file."""
+    for part in config.argv:
+        if any(placeholder in part for placeholder in ARGV_PLACEHOLDERS):
+            continue  # the interpreter, the data, the output: not the team's code
         path = Path(part)
         candidate = path if path.is_absolute() else (config.workdir or Path.cwd()) / path
-        if candidate.is_file() and os.access(candidate, os.R_OK):
-            return candidate.resolve()
+        try:
+            if candidate.is_file() and os.access(candidate, os.R_OK):
+                return candidate.resolve()
+        except OSError:  # an argument that cannot be a path (`-c` code: too long a name)
+            continue
     return None
 
 
