@@ -181,6 +181,12 @@ def _from_lineage(settings: Any, model_type: str, version: str) -> int:
     from training.samples import KafkaSampleReader
     from training.service import build_pipeline
 
+    spec = settings.model_types().get(model_type)
+    if spec is not None and spec.trainer.kind != "builtin":
+        raise TrainCommandError(
+            f"{model_type} is trained by a {spec.trainer.kind} trainer; --from-lineage replays "
+            "the builtin MLP only (the lineage's trainer.sha256 names the code that trained it)"
+        )
     registry = RegistryHttp(settings.registry_url, settings.registry_timeout)
     try:
         record = registry.version_record(model_type, version)
