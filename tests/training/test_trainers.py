@@ -389,3 +389,24 @@ def test_a_plugin_that_cannot_be_imported_or_raises_is_rejected(tmp_path: Path) 
     assert "no convergence" in raising.context["stderr_tail"]
     assert _rejected(catalog, "empty").reason is RejectionReason.NO_OUTPUT
     sys.modules.pop(unique, None)
+
+
+def test_a_stopping_worker_stops_a_silent_script_at_once(tmp_path: Path) -> None:
+    code = "import time; time.sleep(120)"
+    catalog = catalog_from(
+        tmp_path, [script_type("team", ["{python}", "-c", code, "{data}", "{output}"])]
+    )
+    spec = _spec(catalog, "team")
+
+    def cancel(report: object) -> None:
+        raise InterruptedError("worker stopping")
+
+    started = time.monotonic()
+    with pytest.raises(InterruptedError):
+        _pipeline(catalog).build(spec, dataset_for(spec, 300), on_epoch=cancel)
+    assert time.monotonic() - started < 30
+
+
+def test_the_builtin_path_keeps_no_per_row_details() -> None:
+    builtin = _spec(ModelTypeCatalog(), "calling_score")
+    assert dataset_for(builtin, 50).details is None
