@@ -8,24 +8,27 @@ from typing import Any
 import numpy as np
 import orjson
 
-from contracts.model_types import ModelTypeSpec
+from contracts.model_types import ModelTypeSpec, Target
 from training.dataset import Dataset
 
 
 def _records(dataset: Dataset, spec: ModelTypeSpec) -> list[dict[str, Any]]:
     details = dataset.details or {}
     count = len(dataset)
+    none = np.full(count, None, dtype=object)
     event_ids = details.get("event_id", np.array([f"row-{i}" for i in range(count)], dtype=object))
-    scores = details.get("outcome_score", np.full(count, None, dtype=object))
-    positives = details.get("positive_outcome", np.full(count, None, dtype=object))
-    occurred = details.get("occurred_at", np.full(count, None, dtype=object))
+    occurred = details.get("occurred_at", none)
     # The target column always holds what relearn trains on, whatever else the row carried.
-    target = dataset.targets.tolist()
-    scores = target if spec.target.value == "outcome_score" else scores.tolist()
-    positives = (
+    target: list[float] = dataset.targets.tolist()
+    scores: list[Any] = (
+        target
+        if spec.target is Target.OUTCOME_SCORE
+        else details.get("outcome_score", none).tolist()
+    )
+    positives: list[Any] = (
         [t >= 0.5 for t in target]
-        if spec.target.value == "positive_outcome"
-        else positives.tolist()
+        if spec.target is Target.POSITIVE_OUTCOME
+        else details.get("positive_outcome", none).tolist()
     )
     features = dataset.features
     return [
