@@ -371,6 +371,7 @@ def test_a_plugin_that_cannot_be_imported_or_raises_is_rejected(tmp_path: Path) 
     (tmp_path / f"{unique}.py").write_text(
         "def fit(data, spec):\n    raise RuntimeError('no convergence')\n"
         "def empty(data, spec):\n    return None\n"
+        "def leaving(data, spec):\n    raise SystemExit('bye')\n"
     )
     entries = [
         {"name": "missing", "feature_count": 23, "target": "outcome_score", "loss": "mse",
@@ -379,6 +380,8 @@ def test_a_plugin_that_cannot_be_imported_or_raises_is_rejected(tmp_path: Path) 
          "trainer": {"kind": "python", "entry": f"{unique}:fit"}},
         {"name": "empty", "feature_count": 23, "target": "outcome_score", "loss": "mse",
          "trainer": {"kind": "python", "entry": f"{unique}:empty"}},
+        {"name": "leaving", "feature_count": 23, "target": "outcome_score", "loss": "mse",
+         "trainer": {"kind": "python", "entry": f"{unique}:leaving"}},
     ]  # fmt: skip
     catalog = catalog_from(tmp_path, entries)
     missing = _rejected(catalog, "missing")
@@ -388,6 +391,7 @@ def test_a_plugin_that_cannot_be_imported_or_raises_is_rejected(tmp_path: Path) 
     assert raising.reason is RejectionReason.TRAINER_FAILED
     assert "no convergence" in raising.context["stderr_tail"]
     assert _rejected(catalog, "empty").reason is RejectionReason.NO_OUTPUT
+    assert _rejected(catalog, "leaving").reason is RejectionReason.TRAINER_FAILED  # sys.exit
     sys.modules.pop(unique, None)
 
 

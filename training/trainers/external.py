@@ -149,7 +149,13 @@ def _losses(onnx_bytes: bytes, spec: ModelTypeSpec, split: Split) -> dict[str, f
         ("val_loss", split.validation),
         ("test_loss", split.test),
     ):
-        scores = score_onnx(onnx_bytes, part.features)
+        try:
+            scores = score_onnx(onnx_bytes, part.features)
+        except Exception as exc:  # it ran on the test rows; a failure on others is still a verdict
+            raise TrainerRejectedError(
+                f"onnxruntime could not score the {key[:-5]} rows: {exc}",
+                reason=RejectionReason.NOT_ONNX,
+            ) from exc
         if not np.isfinite(scores).all():
             raise TrainerRejectedError(
                 f"non-finite output on {int((~np.isfinite(scores)).sum())} rows of {key[:-5]}",

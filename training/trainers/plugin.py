@@ -56,7 +56,7 @@ def load_entry(config: PythonTrainer) -> tuple[Callable[..., Any], Path | None]:
     try:
         module = importlib.import_module(module_name)
         function = getattr(module, function_name)
-    except Exception as exc:  # ImportError, SyntaxError, anything its top level raises
+    except (Exception, SystemExit) as exc:  # ImportError, SyntaxError, whatever its top level does
         raise TrainerRejectedError(
             f"cannot import {config.entry}: {type(exc).__name__}: {exc}",
             reason=RejectionReason.PLUGIN_IMPORT_ERROR,
@@ -99,7 +99,7 @@ def run_plugin(config: PythonTrainer, spec: ModelTypeSpec, data: PluginInput) ->
     context = {"entry": config.entry}
     try:
         returned = function(data, spec)
-    except Exception as exc:  # the plugin's own failure is a verdict, not a crash of the worker
+    except (Exception, SystemExit) as exc:  # the plugin's failure is a verdict, not the worker's
         raise TrainerRejectedError(
             f"{config.entry} raised {type(exc).__name__}: {exc}",
             reason=RejectionReason.TRAINER_FAILED,

@@ -21,6 +21,7 @@ from training.errors import RejectionReason, TrainerRejectedError
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 40
+STDOUT_LINES_KEPT = 10_000
 TAIL_CHARS = 4_000  # the rejection event stays well under the broker's message size
 KILL_GRACE_SECONDS = 2.0  # after SIGTERM to the group, SIGKILL
 
@@ -134,7 +135,8 @@ def run_script(
     ]
     for pump in pumps:
         pump.start()
-    stdout: list[str] = []
+    # The metric lines come last; a chatty script's earlier output need not stay in memory.
+    stdout: deque[str] = deque(maxlen=STDOUT_LINES_KEPT)
     stderr: deque[str] = deque(maxlen=TAIL_LINES)
     open_streams = 2
     deadline = started + config.timeout_seconds
@@ -187,4 +189,4 @@ def run_script(
             reason=RejectionReason.TRAINER_FAILED,
             context=context,
         )
-    return ScriptRun(argv, process.returncode, stdout, tail(stderr), seconds)
+    return ScriptRun(argv, process.returncode, list(stdout), tail(stderr), seconds)
