@@ -17,6 +17,16 @@ class RejectionReason(StrEnum):
     EXPORT_FAILED = "export_failed"
     PARITY_FAILED = "parity_failed"
     WORSE_THAN_PRODUCTION = "worse_than_production"
+    # A team's own trainer (training/trainers, training/proof.py):
+    TRAINER_FAILED = "trainer_failed"  # non-zero exit, or the plugin raised
+    TRAINER_TIMEOUT = "trainer_timeout"  # its process group was killed
+    PLUGIN_IMPORT_ERROR = "plugin_import_error"
+    NO_OUTPUT = "no_output"  # nothing (or an empty file) at {output}
+    NOT_ONNX = "not_onnx"  # unparseable, fails the checker, or onnxruntime cannot load it
+    WRONG_SIGNATURE = "wrong_signature"  # not one float [N, F] input and one [N] / [N, 1] output
+    NON_FINITE_OUTPUT = "non_finite_output"
+    OUTPUT_OUT_OF_RANGE = "output_out_of_range"  # a probability outside [0, 1]
+    BATCH_MISMATCH = "batch_mismatch"  # a row scored alone differs from the same row in a batch
 
 
 class TrainingError(Exception):
@@ -71,6 +81,12 @@ class ParityFailedError(ExportFailedError):
 
 class WorseThanProductionError(TrainingError):
     reason = RejectionReason.WORSE_THAN_PRODUCTION
+
+
+class TrainerRejectedError(TrainingError):
+    """A team's trainer or its file failed; the reason is one of the trainer codes above."""
+
+    reason = RejectionReason.TRAINER_FAILED
 
 
 class RegistryUnavailableError(TrainingError):

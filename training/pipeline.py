@@ -19,6 +19,7 @@ from contracts.events import (
     TrainingMetrics,
 )
 from contracts.model_types import ModelTypeCatalog, ModelTypeSpec
+from contracts.trainer_config import TrainerKind
 from training.artifacts import StoredArtifact
 from training.dataset import Dataset, Split, require_samples, split_dataset
 from training.errors import (
@@ -44,6 +45,7 @@ from training.hyperparameters import Hyperparameters
 from training.losses import evaluation_loss
 from training.network import ScoringNetwork, predict
 from training.production import ProductionModelSource
+from training.trainers.external import build_external
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Candidate:
     gate: GateVerdict
     fault_injected: float | None
     timings: dict[str, float] = field(default_factory=dict)
+    trainer: dict[str, Any] | None = None  # a team's trainer: kind, argv or entry, sha256
 
     @property
     def baseline_metrics(self) -> dict[str, Any] | None:
@@ -123,6 +126,8 @@ class TrainingPipeline:
         self, spec: ModelTypeSpec, dataset: Dataset, on_epoch: EpochCallback | None = None
     ) -> Candidate:
         """Raises a TrainingError (its `.reason` is the rejection code) when not deployable."""
+        if spec.trainer.kind is not TrainerKind.BUILTIN:
+            return build_external(self, spec, dataset, on_epoch)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         split, result = self.train(spec, dataset, on_epoch)

@@ -146,6 +146,7 @@ class RetrainWorker:
                 offsets=read.lineage_offsets(),
                 seed=self.pipeline.config.hyper.seed,
                 package_version=package_version(),
+                trainer=candidate.trainer,
             )
             event = deployment_event(candidate, stored, command.command_id, lineage)
             outcome = RecordedOutcome(
