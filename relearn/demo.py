@@ -72,6 +72,9 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
     return {
         "RELEARN_TOPIC_PREFIX": f"run{run_id}-",
         "RELEARN_STATE_DIR": str(run_dir / "state"),
+        # The story breaks two models on purpose: this run's trainer reads this run's fault
+        # files, and its registry is this run's own (the trainer checks that at start-up).
+        "RELEARN_FAULT_INJECTION": "true",
         "RELEARN_FAULTS_DIR": str(run_dir / "faults"),
         "RELEARN_ARTIFACT_DIR": str(run_dir / "artifacts"),
         "RELEARN_API_TOKEN": secrets.token_urlsafe(24),

@@ -17,6 +17,7 @@ class RejectionReason(StrEnum):
     EXPORT_FAILED = "export_failed"
     PARITY_FAILED = "parity_failed"
     WORSE_THAN_PRODUCTION = "worse_than_production"
+    GATE_UNAVAILABLE = "gate_unavailable"
 
 
 class TrainingError(Exception):
@@ -73,5 +74,15 @@ class WorseThanProductionError(TrainingError):
     reason = RejectionReason.WORSE_THAN_PRODUCTION
 
 
+class GateUnavailableError(TrainingError):
+    """Production exists or may exist, but the gate could not compare (policy `reject`)."""
+
+    reason = RejectionReason.GATE_UNAVAILABLE
+
+
 class RegistryUnavailableError(TrainingError):
-    """The registry did not answer; the gate notes it and deploys (never a rejection)."""
+    """The registry did not answer; the gate retries, then its unavailable policy decides."""
+
+
+class FaultInjectionRefusedError(TrainingError):
+    """A fault-enabled trainer would act on a registry that serves real models: it must not start."""

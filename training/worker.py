@@ -8,7 +8,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -18,7 +17,7 @@ from contracts.events import MAX_NAME_LENGTH, Lineage, RetrainRequested, to_json
 from contracts.topics import Topics
 from training.artifacts import ArtifactStore
 from training.errors import InvalidCommandError, TrainingError
-from training.faults import crash_point
+from training.faults import FaultHooks
 from training.fit import EpochReport, warm_up
 from training.ledger import CommandLedger, RecordedOutcome
 from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
@@ -56,7 +55,7 @@ class RetrainWorker:
         producer: Producer,
         window: timedelta,
         publish_timeout: float = 30.0,
-        faults_dir: Path | None = None,
+        faults: FaultHooks | None = None,
     ) -> None:
         self.topics = topics
         self.pipeline = pipeline
@@ -66,7 +65,7 @@ class RetrainWorker:
         self.producer = producer
         self.window = window
         self.publish_timeout = publish_timeout
-        self.faults_dir = faults_dir  # crash points for the chaos tests (training.faults)
+        self.faults = faults  # crash points for the chaos tests; None in production
         self._stopping = threading.Event()
 
     # -- one command (runs on the training thread) --------------------------------------------
@@ -115,7 +114,8 @@ class RetrainWorker:
             started = time.perf_counter()
             stored = self.artifacts.put(spec.name, candidate.proven.onnx)
             timings["store"] = time.perf_counter() - started
-            crash_point(self.faults_dir, "after_artifact")
+            if self.faults is not None:
+                self.faults.crash_point("after_artifact")
             lineage = Lineage(
                 topic=read.topic,
                 offsets=read.lineage_offsets(),
@@ -273,7 +273,8 @@ class RetrainWorker:
         outcome = (
             future.result()
         )  # anything but a TrainingError is not a verdict: it stops the worker
-        crash_point(self.faults_dir, "before_publish")
+        if self.faults is not None:
+            self.faults.crash_point("before_publish")
         self.publish(outcome.recorded)
         topic, partition, offset = _where(message)
         next_offset = TopicPartition(topic, partition, offset + 1)
