@@ -155,7 +155,9 @@ def test_from_lineage_reproduces_the_recorded_metrics(
 ) -> None:
     url, records = stand_in_registry
     for key, value in {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "RELEARN_TOPIC_PREFIX": topic_prefix,
-                       "RELEARN_REGISTRY_URL": url, "RELEARN_TRAINING_MAX_EPOCHS": "4"}.items():  # fmt: skip
+                       "RELEARN_REGISTRY_URL": url, "RELEARN_TRAINING_MAX_EPOCHS": "4",
+                       # the stand-in answers no /models: let the recorded candidate through
+                       "RELEARN_GATE_UNAVAILABLE_POLICY": "deploy"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     produce_samples(
         kafka_bootstrap, topics.training_samples, synthetic_samples(200, "calling_score", seed=8)
