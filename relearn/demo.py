@@ -75,6 +75,7 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
         # The story breaks two models on purpose: this run's trainer reads this run's fault
         # files, and its registry is this run's own (the trainer checks that at start-up).
         "RELEARN_FAULT_INJECTION": "true",
+        "RELEARN_FAULT_INJECTION_REGISTRY_WAIT_SECONDS": "120",  # as long as the demo waits
         "RELEARN_FAULTS_DIR": str(run_dir / "faults"),
         "RELEARN_ARTIFACT_DIR": str(run_dir / "artifacts"),
         "RELEARN_API_TOKEN": secrets.token_urlsafe(24),
