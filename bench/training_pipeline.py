@@ -109,6 +109,9 @@ def run_size(bootstrap: str, count: int, epochs: int | None, repeats: int) -> di
             topic_prefix=topics.prefix,
             state_dir=Path(state),
             registry_url="http://127.0.0.1:1",
+            # no registry here: the gate's deploy policy keeps every run to a deployment
+            gate_unavailable_policy="deploy",
+            gate_attempts=1,
             trainer_group_id=f"bench-{uuid.uuid4().hex[:8]}",
             **({"training_max_epochs": epochs, "training_patience": epochs} if epochs else {}),
         )
