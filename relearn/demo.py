@@ -100,6 +100,15 @@ def wait_http(url: str, timeout: float, what: str) -> None:
     raise DemoFailed(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
+def wait_log(path: Path, text: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise DemoFailed(f"{what} did not log {text!r} within {timeout:.0f} s (see {path})")
+
+
 def is_event(kind: RegistryEventType, version: str | None = None) -> Callable[[BaseModel], bool]:
     def matches(event: BaseModel) -> bool:
         return (
@@ -199,6 +208,9 @@ class Story:
             supervisor.start()
             wait_http(self.env["RELEARN_REGISTRY_URL"] + "/healthz", 120, "the registry")
             wait_http(self.env["RELEARN_STREAMS_URL"] + f"/samples/{MODEL_TYPE}", 120, "streams")
+            # The fault-enabled trainer checks the registry before it consumes: wait for it, so
+            # the first threshold crossing finds a trainer (not a queue of commands).
+            wait_log(self.run_dir / "logs" / "trainer.log", "trainer consuming", 120, "the trainer")
             self.say(
                 f"services up: registry {self.env['RELEARN_REGISTRY_URL']}, "
                 f"streams {self.env['RELEARN_STREAMS_URL']}; dashboard "
