@@ -27,6 +27,7 @@ class RejectionReason(StrEnum):
     NON_FINITE_OUTPUT = "non_finite_output"
     OUTPUT_OUT_OF_RANGE = "output_out_of_range"  # a probability outside [0, 1]
     BATCH_MISMATCH = "batch_mismatch"  # a row scored alone differs from the same row in a batch
+    GATE_UNAVAILABLE = "gate_unavailable"
 
 
 class TrainingError(Exception):
@@ -89,5 +90,15 @@ class TrainerRejectedError(TrainingError):
     reason = RejectionReason.TRAINER_FAILED
 
 
+class GateUnavailableError(TrainingError):
+    """Production exists or may exist, but the gate could not compare (policy `reject`)."""
+
+    reason = RejectionReason.GATE_UNAVAILABLE
+
+
 class RegistryUnavailableError(TrainingError):
-    """The registry did not answer; the gate notes it and deploys (never a rejection)."""
+    """The registry did not answer; the gate retries, then its unavailable policy decides."""
+
+
+class FaultInjectionRefusedError(TrainingError):
+    """A fault-enabled trainer would act on a registry that serves real models: it must not start."""

@@ -116,9 +116,16 @@ def _from_file(
     from training.artifacts import LocalArtifactStore
     from training.errors import TrainingError
     from training.files import load_samples
+    from training.gate import GateUnavailablePolicy
     from training.pipeline import deployment_event, rejection_event
     from training.service import build_pipeline
 
+    if not deploy:
+        # Nothing is deployed: a gate that cannot compare is reported, not a reason to refuse
+        # the file (with --deploy, RELEARN_GATE_UNAVAILABLE_POLICY applies as in the trainer).
+        settings = settings.model_copy(
+            update={"gate_unavailable_policy": GateUnavailablePolicy.DEPLOY}
+        )
     pipeline = build_pipeline(settings, faults=False)
     try:
         spec = pipeline.spec_for(model_type)
