@@ -157,6 +157,8 @@ class Lineage(_Internal):
     offsets: dict[str, tuple[int, int]]
     seed: int
     package_version: str
+    # A team's own trainer: {kind, argv | entry, script_file | module_file, sha256}; None: builtin
+    trainer: dict[str, Any] | None = None
 
 
 class ModelDeployed(_Internal):

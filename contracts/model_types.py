@@ -1,4 +1,4 @@
-"""Model type specifications: feature count, target, loss and architecture, built in or from a config file."""
+"""Model type specifications: features, target, loss, architecture and trainer, built in or from a config file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.trainer_config import BuiltinTrainer, TrainerConfig
 
 
 class Target(StrEnum):
@@ -31,6 +33,23 @@ class ModelTypeSpec(BaseModel):
     hidden_layers: tuple[int, ...] = (128, 64, 32)
     input_name: str = "features"
     output_name: str = "score"
+    # Named features (in the order outcome events send them); feature_count then follows.
+    features: tuple[str, ...] | None = None
+    trainer: TrainerConfig = BuiltinTrainer()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_named_features(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("features") is not None:
+            data = dict(data)
+            named = len(data["features"])
+            if len(set(data["features"])) != named:
+                raise ValueError("feature names must be unique")
+            if data.setdefault("feature_count", named) != named:
+                raise ValueError(
+                    f"feature_count {data['feature_count']} but {named} named features"
+                )
+        return data
 
     @property
     def sigmoid_output(self) -> bool:
@@ -64,8 +83,10 @@ class ModelTypeCatalog:
         specs = {spec.name: spec for spec in BUILT_IN}
         if path:
             document = yaml.safe_load(Path(path).read_text()) or {}
+            # A trainer's workdir is relative to the file that names it.
+            context = {"base_dir": Path(path).resolve().parent}
             for entry in document.get("model_types", []):
-                spec = ModelTypeSpec.model_validate(entry)
+                spec = ModelTypeSpec.model_validate(entry, context=context)
                 specs[spec.name] = spec
         return cls(list(specs.values()))
 

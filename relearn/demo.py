@@ -72,6 +72,10 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
     return {
         "RELEARN_TOPIC_PREFIX": f"run{run_id}-",
         "RELEARN_STATE_DIR": str(run_dir / "state"),
+        # The story breaks two models on purpose: this run's trainer reads this run's fault
+        # files, and its registry is this run's own (the trainer checks that at start-up).
+        "RELEARN_FAULT_INJECTION": "true",
+        "RELEARN_FAULT_INJECTION_REGISTRY_WAIT_SECONDS": "120",  # as long as the demo waits
         "RELEARN_FAULTS_DIR": str(run_dir / "faults"),
         "RELEARN_ARTIFACT_DIR": str(run_dir / "artifacts"),
         "RELEARN_API_TOKEN": secrets.token_urlsafe(24),
@@ -94,6 +98,15 @@ def wait_http(url: str, timeout: float, what: str) -> None:
             pass
         time.sleep(0.5)
     raise DemoFailed(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+
+def wait_log(path: Path, text: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise DemoFailed(f"{what} did not log {text!r} within {timeout:.0f} s (see {path})")
 
 
 def is_event(kind: RegistryEventType, version: str | None = None) -> Callable[[BaseModel], bool]:
@@ -200,6 +213,9 @@ class Story:
             supervisor.start()
             wait_http(self.env["RELEARN_REGISTRY_URL"] + "/healthz", 120, "the registry")
             wait_http(self.env["RELEARN_STREAMS_URL"] + f"/samples/{MODEL_TYPE}", 120, "streams")
+            # The fault-enabled trainer checks the registry before it consumes: wait for it, so
+            # the first threshold crossing finds a trainer (not a queue of commands).
+            wait_log(self.run_dir / "logs" / "trainer.log", "trainer consuming", 120, "the trainer")
             self.say(
                 f"services up: registry {self.env['RELEARN_REGISTRY_URL']}, "
                 f"streams {self.env['RELEARN_STREAMS_URL']}; dashboard "

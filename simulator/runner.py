@@ -97,7 +97,7 @@ class SimulationConfig:
     model_types: tuple[str, ...] = ("calling_score",)
     invalid_fraction: float = 0.0
     duplicate_fraction: float = 0.0
-    faults_dir: Path = Path(".relearn/faults")
+    faults_dir: Path | None = Path(".relearn/faults")  # None: the scenario writes no fault
     world_seed: int = WORLD_SEED
     bad_strength: float = 0.0  # 0 = the scenario's default
     good_strength: float = 0.0
@@ -158,7 +158,8 @@ class Simulation:
             plan_args["bad_strength"] = self.config.bad_strength
         if self.config.good_strength:
             plan_args["good_strength"] = self.config.good_strength
-        self.faults = FaultPlan(self.config.scenario, Path(self.config.faults_dir), **plan_args)
+        faults_dir = None if self.config.faults_dir is None else Path(self.config.faults_dir)
+        self.faults = FaultPlan(self.config.scenario, faults_dir, **plan_args)
         self.truth = GroundTruth(
             scenario=self.config.scenario.value,
             seed=self.config.seed,

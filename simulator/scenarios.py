@@ -13,6 +13,10 @@
   mildly degraded, and the next candidate, trained normally on more data, beats it: the A/B
   test should promote it. When a version already serves, production is taken as healthy and
   nothing is written (a warning says so): start this scenario on a fresh model type.
+
+Only a trainer started with RELEARN_FAULT_INJECTION=true reads these files; `relearn simulate`
+writes them only when its own environment says so too (otherwise its FaultPlan has no
+directory and writes nothing).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class FaultPlan:
     """Watches which version serves each model type and writes the scenario's fault, once."""
 
     scenario: Scenario
-    faults_dir: Path
+    faults_dir: Path | None  # None: fault injection is off, nothing is written
     bad_strength: float = BAD_CANDIDATE_STRENGTH
     good_strength: float = GOOD_CANDIDATE_PRODUCTION_STRENGTH
     written: list[FaultWritten] = field(default_factory=list)
@@ -93,6 +97,15 @@ class FaultPlan:
                 )
         self._settled.add(model_type)
         if strength is None:
+            return None
+        if self.faults_dir is None:
+            log.warning(
+                "scenario %s: fault injection is off; no %s fault written, so no %s model "
+                "will be degraded",
+                self.scenario.value,
+                strength,
+                model_type,
+            )
             return None
         path = write_fault(self.faults_dir, model_type, strength)
         fault = FaultWritten(model_type, strength, str(path), message_index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 
 import yaml
@@ -66,3 +67,20 @@ def test_the_kafka_service_runs_kraft_from_the_official_image() -> None:
     kafka = compose()["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_the_api_token_is_required_with_no_default() -> None:
+    """`${VAR:?message}`: compose refuses to start when RELEARN_API_TOKEN is unset or empty."""
+    token = compose()["x-relearn-env"]["RELEARN_API_TOKEN"]
+    assert re.fullmatch(r"\$\{RELEARN_API_TOKEN:\?[^}$]+\}", token), token
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_every_service_has_a_restart_policy() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        assert service.get("restart") in {"unless-stopped", "on-failure", "always"}, name
+    # the one-shot topics job must not be restarted after it succeeded
+    assert services["topics"]["restart"] == "on-failure"
+    for name in ("kafka", "streams", "trainer", "registry"):
+        assert services[name]["restart"] == "unless-stopped", name

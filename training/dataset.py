@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contracts.model_types import ModelTypeSpec, Target
+from contracts.trainer_config import TrainerKind
 from training.errors import TooFewSamplesError
 
 
@@ -19,9 +20,18 @@ class Dataset:
     targets: np.ndarray
     duplicates: int = 0
     skipped: int = 0
+    # Per-row event_id, outcome_score, positive_outcome, occurred_at: kept only for a team's own
+    # trainer, whose data file carries them (DESIGN.md); the builtin path never pays for them.
+    details: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def take(self, indices: np.ndarray) -> Dataset:
+        details = None
+        if self.details is not None:
+            details = {name: column[indices] for name, column in self.details.items()}
+        return Dataset(self.features[indices], self.targets[indices], details=details)
 
 
 @dataclass
@@ -32,6 +42,7 @@ class DatasetBuilder:
     _seen: set[str] = field(default_factory=set)
     _features: list[Sequence[float]] = field(default_factory=list)
     _targets: list[float] = field(default_factory=list)
+    _details: list[tuple[object, ...]] | None = None
     duplicates: int = 0
     skipped: int = 0
 
@@ -39,6 +50,8 @@ class DatasetBuilder:
         # Looked up once: add() runs for every record read (100k+ per command).
         self._width = self.spec.feature_count
         self._score_target = self.spec.target is Target.OUTCOME_SCORE
+        if self.spec.trainer.kind is not TrainerKind.BUILTIN:
+            self._details = []
 
     def add(
         self,
@@ -46,6 +59,7 @@ class DatasetBuilder:
         features: Sequence[float],
         outcome_score: float,
         positive_outcome: bool,
+        occurred_at: object = None,
     ) -> bool:
         """Add one sample; False when it was a duplicate or malformed (counted, never raised).
         Non-finite values are dropped in build(), vectorized."""
@@ -70,6 +84,8 @@ class DatasetBuilder:
         self._seen.add(event_id)
         self._features.append(features)
         self._targets.append(target)
+        if self._details is not None:
+            self._details.append((event_id, outcome_score, positive_outcome, occurred_at))
         return True
 
     def skip(self) -> None:
@@ -85,13 +101,31 @@ class DatasetBuilder:
             keep = [i for i, row in enumerate(rows) if _numeric(row)]
             self.skipped += len(rows) - len(keep)
             rows, values = [rows[i] for i in keep], [values[i] for i in keep]
+            if self._details is not None:
+                self._details = [self._details[i] for i in keep]
             features = np.asarray(rows, dtype=np.float32).reshape(len(values), width)
         targets = np.asarray(values, dtype=np.float32)
         finite = np.isfinite(features).all(axis=1) & np.isfinite(targets)
         skipped = self.skipped + int((~finite).sum())
+        details = _columns(self._details, len(values)) if self._details is not None else None
         if not finite.all():
             features, targets = features[finite], targets[finite]
-        return Dataset(features, targets, duplicates=self.duplicates, skipped=skipped)
+            if details is not None:
+                details = {name: column[finite] for name, column in details.items()}
+        return Dataset(
+            features, targets, duplicates=self.duplicates, skipped=skipped, details=details
+        )
+
+
+DETAIL_COLUMNS = ("event_id", "outcome_score", "positive_outcome", "occurred_at")
+
+
+def _columns(rows: list[tuple[object, ...]], count: int) -> dict[str, np.ndarray]:
+    # fromiter, not asarray: a value that is itself a list must stay one object, not a dimension.
+    return {
+        name: np.fromiter((row[i] for row in rows), dtype=object, count=count)
+        for i, name in enumerate(DETAIL_COLUMNS)
+    }
 
 
 def _numeric(row: Sequence[object]) -> bool:
@@ -126,11 +160,8 @@ def split_dataset(
     if test_size + validation_size >= count:
         raise TooFewSamplesError(f"{count} samples cannot be split into train, validation and test")
 
-    def take(indices: np.ndarray) -> Dataset:
-        return Dataset(dataset.features[indices], dataset.targets[indices])
-
     return Split(
-        train=take(order[test_size + validation_size :]),
-        validation=take(order[test_size : test_size + validation_size]),
-        test=take(order[:test_size]),
+        train=dataset.take(order[test_size + validation_size :]),
+        validation=dataset.take(order[test_size : test_size + validation_size]),
+        test=dataset.take(order[:test_size]),
     )

@@ -17,6 +17,17 @@ class RejectionReason(StrEnum):
     EXPORT_FAILED = "export_failed"
     PARITY_FAILED = "parity_failed"
     WORSE_THAN_PRODUCTION = "worse_than_production"
+    # A team's own trainer (training/trainers, training/proof.py):
+    TRAINER_FAILED = "trainer_failed"  # non-zero exit, or the plugin raised
+    TRAINER_TIMEOUT = "trainer_timeout"  # its process group was killed
+    PLUGIN_IMPORT_ERROR = "plugin_import_error"
+    NO_OUTPUT = "no_output"  # nothing (or an empty file) at {output}
+    NOT_ONNX = "not_onnx"  # unparseable, fails the checker, or onnxruntime cannot load it
+    WRONG_SIGNATURE = "wrong_signature"  # not one float [N, F] input and one [N] / [N, 1] output
+    NON_FINITE_OUTPUT = "non_finite_output"
+    OUTPUT_OUT_OF_RANGE = "output_out_of_range"  # a probability outside [0, 1]
+    BATCH_MISMATCH = "batch_mismatch"  # a row scored alone differs from the same row in a batch
+    GATE_UNAVAILABLE = "gate_unavailable"
 
 
 class TrainingError(Exception):
@@ -73,5 +84,21 @@ class WorseThanProductionError(TrainingError):
     reason = RejectionReason.WORSE_THAN_PRODUCTION
 
 
+class TrainerRejectedError(TrainingError):
+    """A team's trainer or its file failed; the reason is one of the trainer codes above."""
+
+    reason = RejectionReason.TRAINER_FAILED
+
+
+class GateUnavailableError(TrainingError):
+    """Production exists or may exist, but the gate could not compare (policy `reject`)."""
+
+    reason = RejectionReason.GATE_UNAVAILABLE
+
+
 class RegistryUnavailableError(TrainingError):
-    """The registry did not answer; the gate notes it and deploys (never a rejection)."""
+    """The registry did not answer; the gate retries, then its unavailable policy decides."""
+
+
+class FaultInjectionRefusedError(TrainingError):
+    """A fault-enabled trainer would act on a registry that serves real models: it must not start."""

@@ -33,6 +33,7 @@ def load_samples(path: Path, spec: ModelTypeSpec) -> Dataset:
             features,  # type: ignore[arg-type]
             row.get("outcome_score"),  # type: ignore[arg-type]
             row.get("positive_outcome"),  # type: ignore[arg-type]
+            row.get("occurred_at"),
         )
     return builder.build()
 

@@ -11,8 +11,18 @@ class GateOutcome(StrEnum):
     PASSED = "passed"
     REJECTED = "rejected"
     NO_PRODUCTION = "no_production"
+    # Under the `deploy` policy only: no comparison was possible and the candidate went ahead.
     REGISTRY_UNREACHABLE = "registry_unreachable"
     INCOMPATIBLE_PRODUCTION = "incompatible_production"
+    # Under the `reject` policy: no comparison was possible, so the candidate does not deploy.
+    UNAVAILABLE = "gate_unavailable"
+
+
+class GateUnavailablePolicy(StrEnum):
+    """What a candidate gets when production exists but cannot be compared with it."""
+
+    REJECT = "reject"
+    DEPLOY = "deploy"
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,7 @@ class GateVerdict:
 
     @property
     def deploy(self) -> bool:
-        return self.outcome is not GateOutcome.REJECTED
+        return self.outcome not in (GateOutcome.REJECTED, GateOutcome.UNAVAILABLE)
 
 
 def judge(
@@ -67,3 +77,31 @@ def judge(
 def skipped(outcome: GateOutcome, candidate_loss: float, detail: str) -> GateVerdict:
     """No comparison was possible; the candidate deploys and the reason is recorded."""
     return GateVerdict(outcome=outcome, candidate_loss=candidate_loss, detail=detail)
+
+
+def unavailable(
+    cause: GateOutcome,
+    candidate_loss: float,
+    detail: str,
+    policy: GateUnavailablePolicy,
+    production_version: str | None = None,
+) -> GateVerdict:
+    """Production may exist but could not be compared (`cause`): the policy decides.
+
+    `reject` (the default) fails closed: an unchecked model never reaches traffic because the
+    registry was down for a moment; the next retrain command tries again. `deploy` is the old
+    fail-open behaviour, for setups that prefer a fresh model to a gated one.
+    """
+    if policy is GateUnavailablePolicy.DEPLOY:
+        return GateVerdict(
+            outcome=cause,
+            candidate_loss=candidate_loss,
+            production_version=production_version,
+            detail=f"{detail}; passed ungated (gate unavailable policy: deploy)",
+        )
+    return GateVerdict(
+        outcome=GateOutcome.UNAVAILABLE,
+        candidate_loss=candidate_loss,
+        production_version=production_version,
+        detail=f"{cause.value}: {detail}; rejected (gate unavailable policy: reject)",
+    )

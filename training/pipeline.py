@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from contracts.events import (
@@ -19,9 +18,11 @@ from contracts.events import (
     TrainingMetrics,
 )
 from contracts.model_types import ModelTypeCatalog, ModelTypeSpec
+from contracts.trainer_config import TrainerKind
 from training.artifacts import StoredArtifact
 from training.dataset import Dataset, Split, require_samples, split_dataset
 from training.errors import (
+    GateUnavailableError,
     RegistryUnavailableError,
     TrainingError,
     UnknownModelTypeError,
@@ -37,13 +38,21 @@ from training.export import (
     prove_onnx,
     score_onnx,
 )
-from training.faults import degrade, take_fault
+from training.faults import FAULT_INJECTION_FLAG, FaultHooks, degrade
 from training.fit import EpochCallback, FitResult, fit
-from training.gate import GateOutcome, GateVerdict, judge, skipped
+from training.gate import (
+    GateOutcome,
+    GateUnavailablePolicy,
+    GateVerdict,
+    judge,
+    skipped,
+    unavailable,
+)
 from training.hyperparameters import Hyperparameters
 from training.losses import evaluation_loss
 from training.network import ScoringNetwork, predict
-from training.production import ProductionModelSource
+from training.production import ProductionModel, ProductionModelSource
+from training.trainers.external import build_external
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,9 @@ class PipelineConfig:
     hyper: Hyperparameters = Hyperparameters()
     min_samples: int = 200
     gate_tolerance: float = 0.05
+    gate_unavailable_policy: GateUnavailablePolicy = GateUnavailablePolicy.REJECT
+    gate_attempts: int = 3  # registry reads for the gate, gate_retry_seconds apart
+    gate_retry_seconds: float = 2.0
     parity_atol: float = PARITY_ATOL
     parity_rtol: float = PARITY_RTOL
     opset: int = DEFAULT_OPSET
@@ -77,6 +89,7 @@ class Candidate:
     gate: GateVerdict
     fault_injected: float | None
     timings: dict[str, float] = field(default_factory=dict)
+    trainer: dict[str, Any] | None = None  # a team's trainer: kind, argv or entry, sha256
 
     @property
     def baseline_metrics(self) -> dict[str, Any] | None:
@@ -93,14 +106,16 @@ class TrainingPipeline:
         catalog: ModelTypeCatalog,
         config: PipelineConfig,
         production: ProductionModelSource,
-        faults_dir: Path | None = None,
+        faults: FaultHooks | None = None,
         exporter: Exporter = export_onnx,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.catalog = catalog
         self.config = config
         self.production = production
-        self.faults_dir = faults_dir
+        self.faults = faults  # None in production: no fault file is ever read
         self.exporter = exporter
+        self._sleep = sleep
 
     def spec_for(self, model_type: str) -> ModelTypeSpec:
         spec = self.catalog.get(model_type)
@@ -123,6 +138,8 @@ class TrainingPipeline:
         self, spec: ModelTypeSpec, dataset: Dataset, on_epoch: EpochCallback | None = None
     ) -> Candidate:
         """Raises a TrainingError (its `.reason` is the rejection code) when not deployable."""
+        if spec.trainer.kind is not TrainerKind.BUILTIN:
+            return build_external(self, spec, dataset, on_epoch)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         split, result = self.train(spec, dataset, on_epoch)
@@ -131,6 +148,10 @@ class TrainingPipeline:
         metrics["hyperparameters"] = dataclasses.asdict(self.config.hyper)
         metrics["duplicates_dropped"] = dataset.duplicates
         metrics["malformed_dropped"] = dataset.skipped
+        if self.faults is not None:
+            # Every model of a fault-enabled trainer says so, damaged or not: the registry
+            # keeps it with the version, and the start-up check reads it back.
+            metrics[FAULT_INJECTION_FLAG] = True
 
         started = time.perf_counter()
         gate = self.gate(spec, split, float(metrics["test_loss"]))
@@ -140,12 +161,15 @@ class TrainingPipeline:
         log.info("gate model_type=%s outcome=%s %s", spec.name, gate.outcome, gate.detail)
         if not gate.deploy:
             baseline = {"test_loss": gate.production_loss, "version": gate.production_version}
-            raise WorseThanProductionError(
-                gate.detail, context={"metrics": metrics, "baseline_metrics": baseline}
+            error = (
+                GateUnavailableError
+                if gate.outcome is GateOutcome.UNAVAILABLE
+                else WorseThanProductionError
             )
+            raise error(gate.detail, context={"metrics": metrics, "baseline_metrics": baseline})
 
         network = result.network
-        fault = take_fault(self.faults_dir, spec.name) if self.faults_dir else None
+        fault = self.faults.degrade_strength(spec.name) if self.faults is not None else None
         if fault is not None:
             log.warning(
                 "fault injection model_type=%s strength=%s: perturbing the trained weights",
@@ -157,6 +181,12 @@ class TrainingPipeline:
 
         started = time.perf_counter()
         expected = predict(network, split.test.features)
+        if fault is not None:
+            # The gate judged the undamaged weights; the published test loss is the damaged
+            # model's own, on the same rows, and the gate's figure is kept beside it.
+            metrics["degraded_after_gate"] = True
+            metrics["gated_test_loss"] = metrics["test_loss"]
+            metrics["test_loss"] = evaluation_loss(expected, split.test.targets, spec.loss)
         onnx_bytes = self.exporter(network, spec, self.config.opset)
         proven = prove_onnx(
             onnx_bytes,
@@ -172,12 +202,14 @@ class TrainingPipeline:
         return Candidate(spec, proven, metrics, gate, fault, timings)
 
     def gate(self, spec: ModelTypeSpec, split: Split, candidate_loss: float) -> GateVerdict:
-        """Production on the same test rows; without a usable one the candidate passes, noted."""
+        """Production on the same test rows. No production: pass, noted. Production that cannot
+        be compared (registry down after retries, artifact unscorable): the policy decides."""
+        policy = self.config.gate_unavailable_policy
         try:
-            production = self.production.production_model(spec.name)
+            production = self._production_model(spec.name)
         except RegistryUnavailableError as exc:
-            log.warning("gate skipped model_type=%s: %s", spec.name, exc)
-            return skipped(GateOutcome.REGISTRY_UNREACHABLE, candidate_loss, str(exc))
+            log.warning("gate unavailable model_type=%s policy=%s: %s", spec.name, policy, exc)
+            return unavailable(GateOutcome.REGISTRY_UNREACHABLE, candidate_loss, str(exc), policy)
         if production is None:
             return skipped(GateOutcome.NO_PRODUCTION, candidate_loss, "no production version")
         try:
@@ -189,20 +221,45 @@ class TrainingPipeline:
             Exception
         ) as exc:  # a production artifact that cannot score these rows is not a yardstick
             log.warning(
-                "gate skipped model_type=%s: production %s unusable: %s",
+                "gate unavailable model_type=%s policy=%s: production %s unusable: %s",
                 spec.name,
+                policy,
                 production.version,
                 exc,
             )
-            return skipped(
+            return unavailable(
                 GateOutcome.INCOMPATIBLE_PRODUCTION,
                 candidate_loss,
                 f"production {production.version} cannot score the test rows: {exc}",
+                policy,
+                production.version,
             )
         production_loss = evaluation_loss(outputs, split.test.targets, spec.loss)
         return judge(
             candidate_loss, production_loss, self.config.gate_tolerance, production.version
         )
+
+    def _production_model(self, model_type: str) -> ProductionModel | None:
+        """The registry's answer, tried gate_attempts times: a registry restarting for a few
+        seconds should not decide a candidate's fate."""
+        attempts = self.config.gate_attempts
+        for attempt in range(1, attempts):
+            try:
+                return self.production.production_model(model_type)
+            except RegistryUnavailableError as exc:
+                log.warning(
+                    "gate: registry read %d/%d failed model_type=%s: %s; retrying in %.1f s",
+                    attempt,
+                    attempts,
+                    model_type,
+                    exc,
+                    self.config.gate_retry_seconds,
+                )
+                self._sleep(self.config.gate_retry_seconds)
+        try:
+            return self.production.production_model(model_type)
+        except RegistryUnavailableError as exc:
+            raise RegistryUnavailableError(f"{exc} (tried {attempts} times)") from exc
 
 
 def deployment_event(

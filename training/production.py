@@ -57,11 +57,24 @@ class RegistryHttp:
             raise RegistryUnavailableError(f"registry GET {path}: HTTP {response.status_code}")
         return response
 
-    def production_model(self, model_type: str) -> ProductionModel | None:
+    def _models(self) -> list[dict[str, Any]]:
         response = self._get("/models")
         if response.status_code != 200:
             raise RegistryUnavailableError(f"registry GET /models: HTTP {response.status_code}")
-        entry = next((m for m in response.json() if m.get("model_type") == model_type), None)
+        models: list[dict[str, Any]] = response.json()
+        return models
+
+    def serving_versions(self) -> dict[str, list[str]]:
+        """Each model type's versions with traffic: production and staging."""
+        serving: dict[str, list[str]] = {}
+        for entry in self._models():
+            versions = [entry["production"]] if entry.get("production") else []
+            versions += entry.get("staging") or []
+            serving[entry["model_type"]] = [v["version"] for v in versions]
+        return serving
+
+    def production_model(self, model_type: str) -> ProductionModel | None:
+        entry = next((m for m in self._models() if m.get("model_type") == model_type), None)
         production = (entry or {}).get("production")
         if not production:
             return None

@@ -69,7 +69,7 @@ def reproduce(
         pipeline.catalog,
         dataclasses.replace(pipeline.config, hyper=hyper, min_samples=3),
         pipeline.production,
-        faults_dir=None,  # a reproduction never consumes a fault meant for the next command
+        faults=None,  # a reproduction never consumes a fault meant for the next command
     )
     offsets = {int(p): (int(r[0]), int(r[1])) for p, r in lineage.offsets.items()}
     read = samples.read_offsets(spec, offsets)

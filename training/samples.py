@@ -200,5 +200,6 @@ def _add_sample(builder: DatasetBuilder, spec: ModelTypeSpec, value: bytes | Non
         sample.get("features"),  # type: ignore[arg-type]
         sample.get("outcome_score"),  # type: ignore[arg-type]
         sample.get("positive_outcome"),  # type: ignore[arg-type]
+        sample.get("occurred_at"),
     )
     return True

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 from bus.clients import make_consumer, make_producer
 from training.artifacts import ArtifactStore, LocalArtifactStore
 from training.backlog import KafkaCommandBacklog
+from training.faults import FaultHooks, FileFaults, check_registry_is_a_test_bed
 from training.ledger import SqliteCommandLedger
 from training.pipeline import PipelineConfig, TrainingPipeline
 from training.production import ProductionModelSource, RegistryHttp
@@ -27,20 +28,29 @@ def pipeline_config(settings: TrainerSettings) -> PipelineConfig:
         hyper=settings.hyperparameters(),
         min_samples=settings.training_min_samples,
         gate_tolerance=settings.gate_tolerance,
+        gate_unavailable_policy=settings.gate_unavailable_policy,
+        gate_attempts=settings.gate_attempts,
+        gate_retry_seconds=settings.gate_retry_seconds,
         parity_atol=settings.parity_atol,
         parity_rtol=settings.parity_rtol,
         opset=settings.onnx_opset,
     )
 
 
+def fault_hooks(settings: TrainerSettings) -> FaultHooks | None:
+    """The demo's and tests' fault files, only when RELEARN_FAULT_INJECTION=true; else none."""
+    return FileFaults(settings.faults_dir) if settings.fault_injection else None
+
+
 def build_pipeline(
     settings: TrainerSettings, production: ProductionModelSource | None = None, faults: bool = True
 ) -> TrainingPipeline:
+    """`faults=False` (the manual path) never takes a fault file, whatever the settings say."""
     return TrainingPipeline(
         catalog=settings.model_types(),
         config=pipeline_config(settings),
         production=production or RegistryHttp(settings.registry_url, settings.registry_timeout),
-        faults_dir=settings.faults_dir if faults else None,
+        faults=fault_hooks(settings) if faults else None,
     )
 
 
@@ -65,8 +75,8 @@ def build_worker(
         ledger=SqliteCommandLedger(settings.ledger_path),
         producer=make_producer(settings.bootstrap_servers),
         window=timedelta(days=settings.training_window_days),
-        faults_dir=settings.faults_dir,
         backlog=KafkaCommandBacklog(settings.bootstrap_servers),
+        faults=fault_hooks(settings),
     )
 
 
@@ -81,13 +91,37 @@ def make_command_consumer(settings: TrainerSettings, **overrides: Any) -> Consum
 
 
 def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
-    """`relearn trainer`: consume retrain-commands until `stop` is set."""
+    """`relearn trainer`: consume retrain-commands until `stop` is set.
+
+    With fault injection on, it first refuses to start (FaultInjectionRefusedError) unless the
+    registry serves only models of fault-enabled trainers (training.faults explains why).
+    """
+    if settings.fault_injection:
+        faults_dir = settings.faults_dir.resolve()
+        log.warning(
+            "FAULT INJECTION IS ON (RELEARN_FAULT_INJECTION=true): this trainer acts on "
+            "%s/<model type>.degrade and %s/crash.<point>; demos and tests only",
+            faults_dir,
+            faults_dir,
+        )
+        registry = RegistryHttp(settings.registry_url, settings.registry_timeout)
+        try:
+            check_registry_is_a_test_bed(registry, settings.fault_injection_registry_wait_seconds)
+        finally:
+            registry.close()
+        log.warning(
+            "fault injection allowed: registry %s serves only fault-injection models (or none)",
+            settings.registry_url,
+        )
     worker = build_worker(settings)
     log.info(
-        "trainer starting bootstrap=%s group=%s artifacts=%s registry=%s",
+        "trainer starting bootstrap=%s group=%s artifacts=%s registry=%s gate_unavailable=%s "
+        "fault_injection=%s",
         settings.bootstrap_servers,
         settings.trainer_group_id,
         settings.resolved_artifact_dir(),
         settings.registry_url,
+        settings.gate_unavailable_policy.value,
+        "on" if settings.fault_injection else "off",
     )
     worker.run(make_command_consumer(settings), stop)

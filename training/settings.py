@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from bus.settings import KafkaSettings
+from training.gate import GateUnavailablePolicy
 from training.hyperparameters import Hyperparameters
 
 
@@ -16,7 +17,12 @@ class TrainerSettings(KafkaSettings):
     artifact_dir: Path | None = None  # default: state_dir/artifacts (as the registry)
     registry_url: str = "http://127.0.0.1:8080"
     registry_timeout: float = Field(default=5.0, gt=0)
+    # Test and demo hooks (`<faults_dir>/<type>.degrade`, `<faults_dir>/crash.<point>`): off
+    # unless RELEARN_FAULT_INJECTION=true; a default trainer never looks at faults_dir.
+    fault_injection: bool = False
     faults_dir: Path = Path(".relearn/faults")
+    # With fault injection on, how long the start-up check waits for the registry to answer.
+    fault_injection_registry_wait_seconds: float = Field(default=60.0, ge=0)
     trainer_group_id: str = "relearn-trainer"
     # A stopped (or SIGSTOPped) worker's commands move to a live one after this long.
     trainer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
@@ -25,6 +31,11 @@ class TrainerSettings(KafkaSettings):
     training_max_records: int = Field(default=50_000, ge=1)
     training_min_samples: int = Field(default=200, ge=3)
     gate_tolerance: float = Field(default=0.05, ge=0)
+    # Production exists but cannot be compared (registry down, artifact unscorable): reject
+    # (fail closed) or deploy ungated. Registry reads are tried gate_attempts times first.
+    gate_unavailable_policy: GateUnavailablePolicy = GateUnavailablePolicy.REJECT
+    gate_attempts: int = Field(default=3, ge=1)
+    gate_retry_seconds: float = Field(default=2.0, ge=0)
     training_seed: int = 42
     training_max_epochs: int = Field(default=100, ge=1)
     training_patience: int = Field(default=10, ge=1)

@@ -8,7 +8,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -27,7 +26,7 @@ from contracts.topics import Topics
 from training.artifacts import ArtifactStore
 from training.backlog import CommandBacklog
 from training.errors import InvalidCommandError, TrainingError
-from training.faults import crash_point
+from training.faults import FaultHooks
 from training.fit import EpochReport, warm_up
 from training.ledger import CommandLedger, RecordedOutcome
 from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
@@ -67,8 +66,8 @@ class RetrainWorker:
         producer: Producer,
         window: timedelta,
         publish_timeout: float = 30.0,
-        faults_dir: Path | None = None,
         backlog: CommandBacklog | None = None,
+        faults: FaultHooks | None = None,
     ) -> None:
         self.topics = topics
         self.pipeline = pipeline
@@ -78,8 +77,8 @@ class RetrainWorker:
         self.producer = producer
         self.window = window
         self.publish_timeout = publish_timeout
-        self.faults_dir = faults_dir  # crash points for the chaos tests (training.faults)
         self.backlog = backlog  # None: every command trains (no look-ahead)
+        self.faults = faults  # crash points for the chaos tests; None in production
         self._stopping = threading.Event()
 
     # -- one command (runs on the training thread) --------------------------------------------
@@ -140,12 +139,14 @@ class RetrainWorker:
             started = time.perf_counter()
             stored = self.artifacts.put(spec.name, candidate.proven.onnx)
             timings["store"] = time.perf_counter() - started
-            crash_point(self.faults_dir, "after_artifact")
+            if self.faults is not None:
+                self.faults.crash_point("after_artifact")
             lineage = Lineage(
                 topic=read.topic,
                 offsets=read.lineage_offsets(),
                 seed=self.pipeline.config.hyper.seed,
                 package_version=package_version(),
+                trainer=candidate.trainer,
             )
             event = deployment_event(candidate, stored, command.command_id, lineage)
             outcome = RecordedOutcome(
@@ -348,7 +349,8 @@ class RetrainWorker:
         outcome = (
             future.result()
         )  # anything but a TrainingError is not a verdict: it stops the worker
-        crash_point(self.faults_dir, "before_publish")
+        if self.faults is not None:
+            self.faults.crash_point("before_publish")
         self.publish(outcome.recorded)
         topic, partition, offset = _where(message)
         next_offset = TopicPartition(topic, partition, offset + 1)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="scenarios: steady and aa inject nothing; bad-candidate writes "
         "<RELEARN_FAULTS_DIR>/<type>.degrade = 1.0 once a real version serves, so the next "
         "model trained is near-random (to be rolled back); good-candidate writes 0.6 when no "
-        "version serves yet, so v1.0 is weak and the next normal candidate is promoted.",
+        "version serves yet, so v1.0 is weak and the next normal candidate is promoted. "
+        "Fault files are written only with RELEARN_FAULT_INJECTION=true, and only a trainer "
+        "started with RELEARN_FAULT_INJECTION=true and the same RELEARN_FAULTS_DIR acts on them.",
     )
     parser.add_argument("--scenario", choices=SCENARIOS, default="steady")
     parser.add_argument("--rate", type=float, default=200.0, help="messages/s (0 = unlimited)")
@@ -69,6 +72,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from simulator.world import WORLD_SEED
 
     settings = SimulatorSettings()
+    faults_dir = _faults_dir(Scenario(args.scenario), settings)
     config = SimulationConfig(
         scenario=Scenario(args.scenario),
         events=args.events,
@@ -77,7 +81,7 @@ def _simulate(args: argparse.Namespace) -> int:
         model_types=tuple(args.model_types or ["calling_score"]),
         invalid_fraction=args.invalid_fraction,
         duplicate_fraction=args.duplicate_fraction,
-        faults_dir=settings.faults_dir,
+        faults_dir=faults_dir,
         world_seed=WORLD_SEED if args.world_seed is None else args.world_seed,
         bad_strength=args.bad_strength,
         good_strength=args.good_strength,
@@ -165,3 +169,35 @@ def _simulate(args: argparse.Namespace) -> int:
     for fault in truth.faults_written:
         print(f"fault written: {fault['path']} = {fault['strength']}")
     return 0 if truth.delivery_failures == 0 else 1
+
+
+def _faults_dir(scenario: Any, settings: Any) -> Path | None:
+    """Where the scenario may write its fault file, said on stderr; None when nothing will act on it.
+
+    A default trainer ignores fault files, so writing one would only leave a trap for a later
+    fault-enabled trainer: the file is written only when this environment enables fault injection
+    too (the variables `relearn up` and `relearn demo` pass to every service alike).
+    """
+    from simulator.scenarios import Scenario
+
+    if scenario not in (Scenario.BAD_CANDIDATE, Scenario.GOOD_CANDIDATE):
+        return None
+    if not settings.fault_injection:
+        print(
+            f"relearn simulate: scenario {scenario.value} injects its fault through the trainer, "
+            "and a trainer acts on fault files only when started with "
+            "RELEARN_FAULT_INJECTION=true. It is not set here, so no fault file is written and "
+            "no model will be degraded: the events still flow (as in steady). For the full "
+            "scenario, set RELEARN_FAULT_INJECTION=true (and the same RELEARN_FAULTS_DIR) for "
+            "both the trainer and simulate, on a registry of their own.",
+            file=sys.stderr,
+        )
+        return None
+    faults_dir = settings.faults_dir.resolve()
+    print(
+        f"relearn simulate: scenario {scenario.value} will write its fault file to {faults_dir}; "
+        "only a trainer started with RELEARN_FAULT_INJECTION=true and "
+        f"RELEARN_FAULTS_DIR={faults_dir} acts on it.",
+        file=sys.stderr,
+    )
+    return faults_dir

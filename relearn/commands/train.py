@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--max-epochs", type=int, help="RELEARN_TRAINING_MAX_EPOCHS for this run")
     train.add_argument(
+        "--model-types",
+        type=Path,
+        help="YAML of extra model types, e.g. a team's own trainer (RELEARN_MODEL_TYPES_FILE)",
+    )
+    train.add_argument(
         "--from-lineage",
         nargs=2,
         metavar=("TYPE", "VERSION"),
@@ -49,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["training_seed"] = args.seed
     if args.max_epochs is not None:
         overrides["training_max_epochs"] = args.max_epochs
+    if args.model_types is not None:
+        overrides["model_types_file"] = args.model_types
     settings = TrainerSettings(**overrides)
     if args.from_lineage:
         return _from_lineage(settings, *args.from_lineage)
@@ -99,6 +106,10 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         f"Samples: {metrics['train_samples']} train, {metrics['val_samples']} validation, "
         f"{metrics['test_samples']} test"
     )
+    if metrics.get("trainer"):
+        # a team's trainer: the lines above are relearn's own measurement on the held-back rows
+        reported = metrics.get("reported_metrics") or {}
+        print(f"Trainer: {metrics['trainer']}; it reported {reported or 'no metrics'}")
 
 
 def _from_file(
@@ -108,9 +119,16 @@ def _from_file(
     from training.artifacts import LocalArtifactStore
     from training.errors import TrainingError
     from training.files import load_samples
+    from training.gate import GateUnavailablePolicy
     from training.pipeline import deployment_event, rejection_event
     from training.service import build_pipeline
 
+    if not deploy:
+        # Nothing is deployed: a gate that cannot compare is reported, not a reason to refuse
+        # the file (with --deploy, RELEARN_GATE_UNAVAILABLE_POLICY applies as in the trainer).
+        settings = settings.model_copy(
+            update={"gate_unavailable_policy": GateUnavailablePolicy.DEPLOY}
+        )
     pipeline = build_pipeline(settings, faults=False)
     try:
         spec = pipeline.spec_for(model_type)
@@ -124,6 +142,8 @@ def _from_file(
             candidate = pipeline.build(spec, dataset, on_epoch=advance)
     except TrainingError as exc:
         print(f"Rejected: {exc.reason}: {exc.detail}")
+        if exc.context.get("stderr_tail"):
+            print(f"Trainer output (tail):\n{exc.context['stderr_tail']}")
         if "metrics" in exc.context:
             _print_metrics(exc.context["metrics"])
         if deploy:
@@ -171,6 +191,12 @@ def _from_lineage(settings: Any, model_type: str, version: str) -> int:
     from training.samples import KafkaSampleReader
     from training.service import build_pipeline
 
+    spec = settings.model_types().get(model_type)
+    if spec is not None and spec.trainer.kind != "builtin":
+        raise TrainCommandError(
+            f"{model_type} is trained by a {spec.trainer.kind} trainer; --from-lineage replays "
+            "the builtin MLP only (the lineage's trainer.sha256 names the code that trained it)"
+        )
     registry = RegistryHttp(settings.registry_url, settings.registry_timeout)
     try:
         record = registry.version_record(model_type, version)

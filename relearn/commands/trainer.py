@@ -14,9 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Consume retrain-commands, train, export and validate ONNX, gate against "
         "production, publish model-deployed (or a deployment_rejected registry event). "
         "Settings from the environment: KAFKA_BOOTSTRAP_SERVERS, RELEARN_TOPIC_PREFIX, "
-        "RELEARN_ARTIFACT_DIR, RELEARN_REGISTRY_URL, RELEARN_STATE_DIR, RELEARN_FAULTS_DIR, "
+        "RELEARN_ARTIFACT_DIR, RELEARN_REGISTRY_URL, RELEARN_STATE_DIR, "
         "RELEARN_TRAINING_WINDOW_DAYS, RELEARN_TRAINING_MAX_RECORDS, RELEARN_TRAINING_MIN_SAMPLES, "
-        "RELEARN_GATE_TOLERANCE, ...",
+        "RELEARN_GATE_TOLERANCE, RELEARN_GATE_UNAVAILABLE_POLICY (reject|deploy), ... "
+        "RELEARN_FAULT_INJECTION=true (demos and tests only) makes it act on the files in "
+        "RELEARN_FAULTS_DIR, and it refuses to start if the registry serves other models.",
     )
     trainer.set_defaults(handler=_run)
 

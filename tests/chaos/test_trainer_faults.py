@@ -2,8 +2,9 @@
 and a trainer SIGSTOPped past its session timeout then SIGCONTed (a zombie that publishes late):
 exactly one registered version per retrain command.
 
-The crash points are files the trainer honours (`training.faults.crash_point`):
-`<faults_dir>/crash.after_artifact` and `<faults_dir>/crash.before_publish`.
+The crash points are files a trainer started with RELEARN_FAULT_INJECTION=true honours
+(`training.faults.crash_point`): `<faults_dir>/crash.after_artifact` and
+`<faults_dir>/crash.before_publish`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ MT = "calling_score"
 
 def test_crash_point_kills_once_and_only_when_its_file_exists(tmp_path: Path) -> None:
     crash_point(tmp_path, "before_publish")  # no file: nothing happens
-    crash_point(None, "before_publish")
     (tmp_path / "crash.before_publish").touch()
     code = (
         "import sys; from pathlib import Path; from training.faults import crash_point; "
@@ -86,7 +86,13 @@ def test_trainer_killed_before_publish_and_zombie_trainer_register_one_version_p
         "RELEARN_GATE_TOLERANCE": "1000",
     }
     trainer = Trainer(
-        kafka_bootstrap, topic_prefix, tmp_path / "trainer-a", group, registry.url, **shared
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path / "trainer-a",
+        group,
+        registry.url,
+        RELEARN_FAULT_INJECTION="true",  # the crash files below; the others are default trainers
+        **shared,
     )
     faults = trainer.state_dir / "faults"
     faults.mkdir(parents=True)

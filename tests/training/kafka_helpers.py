@@ -28,8 +28,11 @@ def trainer_settings(
         "topic_prefix": prefix,
         "state_dir": tmp_path / "state",
         "faults_dir": tmp_path / "faults",
-        "registry_url": "http://127.0.0.1:1",  # no registry: the gate notes it and deploys
+        # no registry: under the deploy policy the gate notes it and deploys
+        "registry_url": "http://127.0.0.1:1",
         "registry_timeout": 1.0,
+        "gate_unavailable_policy": "deploy",
+        "gate_attempts": 1,
         "trainer_group_id": group_id,
         "training_min_samples": 100,
         "training_max_epochs": 6,

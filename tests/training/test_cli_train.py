@@ -30,6 +30,7 @@ from training.synthetic import synthetic_samples
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("RELEARN_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("RELEARN_REGISTRY_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("RELEARN_GATE_ATTEMPTS", "1")  # no registry here: no need to retry
     monkeypatch.setenv("RELEARN_TRAINING_MIN_SAMPLES", "100")
     monkeypatch.setenv("RELEARN_TRAINING_BATCH_SIZE", "64")
     monkeypatch.setenv("RELEARN_FAULTS_DIR", str(tmp_path / "faults"))
@@ -75,10 +76,17 @@ def test_manual_path_from_parquet_deploys(
     data = cli_env / "samples.parquet"
     write_parquet(data, synthetic_samples(250, "outcome_prediction", seed=4))
     monkeypatch.chdir(cli_env)
-    code = main(["train", "--model-type", "outcome_prediction", "--data", str(data), "--deploy",
-                 "--max-epochs", "3"])  # fmt: skip
+    argv = ["train", "--model-type", "outcome_prediction", "--data", str(data), "--deploy",
+            "--max-epochs", "3"]  # fmt: skip
+    # --deploy with no registry to gate against: the default policy refuses ...
+    assert main(argv) == 2
+    assert "Rejected: gate_unavailable: registry_unreachable" in capsys.readouterr().out
+    # ... and the deploy policy deploys ungated, saying so
+    monkeypatch.setenv("RELEARN_GATE_UNAVAILABLE_POLICY", "deploy")
+    code = main(argv)
     out = capsys.readouterr().out
     assert code == 0, out
+    assert "Gate: registry_unreachable" in out and "passed ungated" in out
     assert (cli_env / "outcome_prediction.onnx").exists()  # the default --output
     (event,) = [
         ModelDeployed.model_validate_json(m.value() or b"")
@@ -147,7 +155,9 @@ def test_from_lineage_reproduces_the_recorded_metrics(
 ) -> None:
     url, records = stand_in_registry
     for key, value in {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "RELEARN_TOPIC_PREFIX": topic_prefix,
-                       "RELEARN_REGISTRY_URL": url, "RELEARN_TRAINING_MAX_EPOCHS": "4"}.items():  # fmt: skip
+                       "RELEARN_REGISTRY_URL": url, "RELEARN_TRAINING_MAX_EPOCHS": "4",
+                       # the stand-in answers no /models: let the recorded candidate through
+                       "RELEARN_GATE_UNAVAILABLE_POLICY": "deploy"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     produce_samples(
         kafka_bootstrap, topics.training_samples, synthetic_samples(200, "calling_score", seed=8)
