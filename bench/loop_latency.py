@@ -39,8 +39,9 @@ from tempfile import mkdtemp
 import httpx
 import orjson
 
-from bus.clients import make_consumer
+from bus.records import Record
 from bus.settings import KafkaSettings
+from bus.tail import TopicTail
 from contracts.events import (
     ModelDeployed,
     RegistryCommandIssued,
@@ -77,22 +78,9 @@ class Recorder:
     outcome_times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="recorder")
-        self.listeners: list = []
-
-    def start(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
         topics = self.settings.topics
-        names = {
+        self._names = {
             topics.name(kind): kind
             for kind in (
                 TopicName.OUTCOME_EVENTS,
@@ -103,22 +91,22 @@ class Recorder:
                 TopicName.REGISTRY_EVENTS,
             )
         }
-        consumer = make_consumer(
-            self.bootstrap,
-            f"bench-loop-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "auto.offset.reset": "earliest"},
+        self._tail: TopicTail[bytes | None] = TopicTail(
+            self.bootstrap, list(self._names), name="recorder", on_record=self._on_record
         )
-        consumer.subscribe(list(names))
-        try:
-            while not self._stop.is_set():
-                for message in consumer.consume(500, 0.1):
-                    if message.error():
-                        continue
-                    kind = names[message.topic()]
-                    created = message.timestamp()[1] / 1000.0
-                    self._record(kind, created, message.value())
-        finally:
-            consumer.close()
+        self.listeners: list = []
+
+    def start(self) -> Recorder:
+        self._tail.start()
+        return self
+
+    def stop(self) -> None:
+        self._tail.stop()
+        self._tail.join(timeout=10)
+
+    def _on_record(self, record: Record[bytes | None]) -> None:
+        if record.timestamp is not None and record.value is not None:
+            self._record(self._names[record.topic], record.timestamp, record.value)
 
     def _record(self, kind: TopicName, created: float, value: bytes) -> None:
         with self._lock:

@@ -12,38 +12,85 @@ from confluent_kafka.admin import AdminClient
 log = logging.getLogger(__name__)
 
 
-def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
+def producer_config(
+    bootstrap_servers: str, *, linger_ms: int = 5, **overrides: Any
+) -> dict[str, Any]:
+    """Idempotent, acks=all, lz4. `overrides` (raw librdkafka keys) is the streams worker's and
+    the benchmarks' own tuning; services pass the typed parameters."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        "linger.ms": linger_ms,
         "compression.type": "lz4",
     }
     config.update(overrides)
     return config
 
 
-def consumer_config(bootstrap_servers: str, group_id: str, **overrides: Any) -> dict[str, Any]:
-    """At-least-once: offsets are stored explicitly after the work is durable."""
+def consumer_config(
+    bootstrap_servers: str,
+    group_id: str,
+    *,
+    auto_commit: bool = True,
+    session_timeout_ms: int | None = None,
+    partition_eof: bool = False,
+    fetch_wait_max_ms: int | None = None,
+    quiet: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """At-least-once: offsets are stored explicitly after the work is durable.
+
+    `auto_commit=False`: nothing is committed unless the caller commits (a group that only
+    assigns, or commits itself); `quiet`: librdkafka logs nothing (a probe of a broker that may
+    be away); `partition_eof`: the end of a partition is reported as an event."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
-        "enable.auto.commit": True,
+        "enable.auto.commit": auto_commit,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
     }
+    if session_timeout_ms is not None:
+        config["session.timeout.ms"] = session_timeout_ms
+    if partition_eof:
+        config["enable.partition.eof"] = True
+    if fetch_wait_max_ms is not None:
+        config["fetch.wait.max.ms"] = fetch_wait_max_ms
+    if quiet:
+        config["log_level"] = 0
     config.update(overrides)
     return config
 
 
-def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
-    return Producer(producer_config(bootstrap_servers, **overrides))
+def make_producer(bootstrap_servers: str, *, linger_ms: int = 5, **overrides: Any) -> Producer:
+    return Producer(producer_config(bootstrap_servers, linger_ms=linger_ms, **overrides))
 
 
-def make_consumer(bootstrap_servers: str, group_id: str, **overrides: Any) -> Consumer:
-    return Consumer(consumer_config(bootstrap_servers, group_id, **overrides))
+def make_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    *,
+    auto_commit: bool = True,
+    session_timeout_ms: int | None = None,
+    partition_eof: bool = False,
+    fetch_wait_max_ms: int | None = None,
+    quiet: bool = False,
+    **overrides: Any,
+) -> Consumer:
+    return Consumer(
+        consumer_config(
+            bootstrap_servers,
+            group_id,
+            auto_commit=auto_commit,
+            session_timeout_ms=session_timeout_ms,
+            partition_eof=partition_eof,
+            fetch_wait_max_ms=fetch_wait_max_ms,
+            quiet=quiet,
+            **overrides,
+        )
+    )
 
 
 def make_admin(bootstrap_servers: str, **overrides: Any) -> AdminClient:

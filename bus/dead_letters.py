@@ -1,8 +1,13 @@
-"""What a dead letter carries: the record's value and the headers docs/design.md names."""
+"""Dead letters: what one carries (the value and the headers docs/design.md names), and the sender."""
 
 from __future__ import annotations
 
-from confluent_kafka import Message
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import Message, Producer
+
+log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -27,3 +32,38 @@ def dead_letter(message: Message, reason: str, detail: str) -> tuple[bytes | Non
         headers.append(("error.truncated_from", str(len(value)).encode()))
         value = value[:VALUE_LIMIT]
     return value, headers
+
+
+class DeadLetterUndelivered(RuntimeError):
+    """The dead-letter topic did not take the record: the offset must not move on."""
+
+
+class DeadLetters:
+    """The one dead-letter sender: produces the dead letter and waits for the broker's ack."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        on_sent: Callable[[str, str], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._on_sent = on_sent  # (source topic, reason): a service's counter
+        self._timeout = timeout
+
+    def send(self, message: Message, reason: str, detail: str) -> None:
+        value, headers = dead_letter(message, reason, detail)
+        self._producer.produce(self._topic, key=message.key(), value=value, headers=headers)
+        if self._producer.flush(self._timeout) > 0:
+            raise DeadLetterUndelivered(f"dead letter for {message.topic()} not delivered")
+        if self._on_sent is not None:
+            self._on_sent(message.topic() or "", reason)
+        log.warning(
+            "dead-lettered topic=%s partition=%s offset=%s reason=%s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            reason,
+        )

@@ -13,8 +13,8 @@ from bus.clients import make_producer
 from registry.api import actions, health, models
 from registry.artifacts import ArtifactStore
 from registry.consumers import (
-    DeadLetters,
     InputConsumer,
+    counted_dead_letters,
     handle_model_deployed,
     handle_registry_command,
 )
@@ -97,7 +97,7 @@ def create_app(
             publisher = OutboxPublisher(store, producer, topics.registry_events, metrics)
             service.on_change(publisher.wake)
             publisher.start()
-            dead_letters = DeadLetters(
+            dead_letters = counted_dead_letters(
                 make_producer(settings.bootstrap_servers), topics.internal_dlq, metrics
             )
             group = settings.registry_consumer_group

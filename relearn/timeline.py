@@ -5,13 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from bus.clients import make_consumer
+from bus.records import Record
+from bus.tail import TopicTail
 from contracts.events import (
     ModelDeployed,
     RegistryCommandIssued,
@@ -115,7 +115,7 @@ _MODELS: dict[TopicName, type[BaseModel]] = {
 
 
 class TimelineFollower:
-    """A background consumer that turns loop events into Steps on a queue.
+    """A tail of the loop's topics that turns their events into Steps on a queue.
 
     Given streams' URL and model types, it also watches their samples view, and tells a
     threshold crossing that streams held (one line per hold) - that never reaches the bus.
@@ -128,25 +128,32 @@ class TimelineFollower:
         streams_url: str | None = None,
         model_types: tuple[str, ...] = (),
     ) -> None:
-        self._bootstrap = bootstrap_servers
         self._names = {topics.name(kind): kind for kind in _MODELS}
         self.steps: queue.Queue[Step] = queue.Queue()
         self.history: list[Step] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="timeline")
+        # The services dead-letter malformed records; the story skips them.
+        self._tail: TopicTail[BaseModel] = TopicTail(
+            bootstrap_servers,
+            list(self._names),
+            name="timeline",
+            on_record=self._on_record,
+            decode=lambda topic, raw: _MODELS[self._names[topic]].model_validate_json(raw or b""),
+        )
         self._streams_url = streams_url
         self._model_types = model_types
         self._holds = threading.Thread(target=self._watch_holds, daemon=True, name="holds")
 
     def start(self) -> TimelineFollower:
-        self._thread.start()
+        self._tail.start()
         if self._streams_url and self._model_types:
             self._holds.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._tail.stop()
+        self._tail.join(timeout=10)
         if self._holds.is_alive():
             self._holds.join(timeout=10)
 
@@ -177,24 +184,8 @@ class TimelineFollower:
                         )
                     holding[model_type] = held > 0
 
-    def _run(self) -> None:
-        consumer = make_consumer(
-            self._bootstrap, f"timeline-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
-        )
-        consumer.subscribe(list(self._names))
-        try:
-            while not self._stop.is_set():
-                message = consumer.poll(0.2)
-                if message is None or message.error():
-                    continue
-                kind = self._names[message.topic()]
-                try:
-                    event = _MODELS[kind].model_validate_json(message.value())
-                except ValidationError:
-                    continue  # the services dead-letter malformed records; the story skips them
-                self._add(kind, event)
-        finally:
-            consumer.close()
+    def _on_record(self, record: Record[BaseModel]) -> None:
+        self._add(self._names[record.topic], record.value)
 
     def wait_for(self, predicate, timeout: float) -> Step | None:  # type: ignore[no-untyped-def]
         """The first step (already seen or arriving within timeout) that satisfies predicate."""

@@ -45,7 +45,8 @@ class KafkaCommandBacklog:
         consumer = make_consumer(
             self.bootstrap_servers,
             f"relearn-trainer-backlog-{uuid.uuid4().hex[:8]}",  # never joins: assign() only
-            **{"enable.auto.commit": False, "enable.partition.eof": True},
+            auto_commit=False,
+            partition_eof=True,
         )
         try:
             _low, high = consumer.get_watermark_offsets(

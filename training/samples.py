@@ -72,7 +72,8 @@ class KafkaSampleReader:
         return make_consumer(
             self.bootstrap_servers,
             f"relearn-trainer-reader-{uuid.uuid4().hex[:8]}",  # never joins: assign() only
-            **{"enable.auto.commit": False, "enable.partition.eof": True},
+            auto_commit=False,
+            partition_eof=True,
         )
 
     def read_window(self, spec: ModelTypeSpec, since: datetime) -> SampleRead:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
 
 from confluent_kafka import Consumer
 
@@ -80,14 +79,14 @@ def build_worker(
     )
 
 
-def make_command_consumer(settings: TrainerSettings, **overrides: Any) -> Consumer:
+def make_command_consumer(settings: TrainerSettings) -> Consumer:
     """The group's consumer; offsets are committed by the worker, after the outcome is published."""
-    config: dict[str, Any] = {
-        "enable.auto.commit": False,
-        "session.timeout.ms": settings.trainer_session_timeout_ms,
-    }
-    config.update(overrides)
-    return make_consumer(settings.bootstrap_servers, settings.trainer_group_id, **config)
+    return make_consumer(
+        settings.bootstrap_servers,
+        settings.trainer_group_id,
+        auto_commit=False,
+        session_timeout_ms=settings.trainer_session_timeout_ms,
+    )
 
 
 def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from pydantic import ValidationError
 
+from bus.consumer_loop import NO_RETRY, Ack, ConsumerLoop
+from bus.records import where
 from contracts.events import (
     MAX_NAME_LENGTH,
     Lineage,
@@ -294,87 +296,50 @@ class RetrainWorker:
     def run(self, consumer: Consumer, stop: threading.Event) -> None:
         """Poll until `stop`; while a command trains its partitions are paused but polling goes on,
         so a run longer than max.poll.interval.ms never triggers a rebalance."""
-        consumer.subscribe([self.topics.retrain_commands])
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
         # torch's lazy first-step setup (~2 s) is paid now, on the training thread, not by a command.
         spec = self.pipeline.catalog.get(self.pipeline.catalog.names()[0])
         if spec is not None:
             executor.submit(warm_up, spec, self.pipeline.config.hyper.threads)
-        pending: tuple[Message, Future[CommandOutcome]] | None = None
-        log.info("trainer consuming %s", self.topics.retrain_commands)
-        try:
-            while not stop.is_set():
-                if pending is not None:
-                    # Paused while training: sleep on the future (woken the moment it ends),
-                    # then poll without blocking, so the group sees us alive.
-                    wait([pending[1]], timeout=1.0)
-                message = consumer.poll(0.0 if pending is not None else 0.5)
-                if pending is not None and pending[1].done():
-                    self._settle(consumer, *pending)
-                    pending = None
-                    consumer.resume(consumer.assignment())
-                if message is None:
-                    continue
-                if message.error() is not None:
-                    log.warning("consumer error: %s", message.error())
-                    continue
-                if pending is not None:
-                    # Fetched before the pause took hold, or assigned by a rebalance: hand it back.
-                    here = TopicPartition(*_where(message))
-                    consumer.seek(here)
-                    consumer.pause([here])
-                    continue
-                consumer.pause(consumer.assignment())
-                source = "/".join(str(part) for part in _where(message))
-                future = executor.submit(
-                    self.handle_retrain_command,
-                    message.key(),
-                    message.value(),
-                    source,
-                    None,
-                    _where(message),
-                )
-                pending = (message, future)
-        finally:
+
+        def before_close(training: bool) -> None:
             self._stopping.set()
-            if pending is not None:
+            if training:
                 log.info("stopping with a command in training; it stays uncommitted")
             executor.shutdown(wait=True, cancel_futures=True)
-            consumer.close()
+
+        loop: ConsumerLoop[CommandOutcome] = ConsumerLoop(
+            "trainer",
+            [self.topics.retrain_commands],
+            self._handle_message,
+            # Nothing is retried: anything but a TrainingError is not a verdict, it stops the
+            # worker; an unreadable command is answered (deployment_rejected), never poison.
+            retry=NO_RETRY,
+            ack=Ack.COMMIT,  # only after the outcome is published; the ledger covers a redelivery
+            on_done=self._settle,
+            offload=executor,
+            before_close=before_close,
+        )
+        log.info("trainer consuming %s", self.topics.retrain_commands)
+        try:
+            loop.run(consumer, stop)
+        finally:
             self._stopping.clear()
             log.info("trainer stopped")
 
-    def _settle(self, consumer: Consumer, message: Message, future: Future[CommandOutcome]) -> None:
-        """Publish the recorded outcome, then (only then) commit the command's offset."""
-        outcome = (
-            future.result()
-        )  # anything but a TrainingError is not a verdict: it stops the worker
+    def _handle_message(self, message: Message) -> CommandOutcome:
+        position = where(message)
+        source = "/".join(str(part) for part in position)
+        return self.handle_retrain_command(message.key(), message.value(), source, None, position)
+
+    def _settle(self, _message: Message, outcome: CommandOutcome) -> None:
+        """Publish the recorded outcome; the loop commits the command's offset only after this."""
         if self.faults is not None:
             self.faults.crash_point("before_publish")
         self.publish(outcome.recorded)
-        topic, partition, offset = _where(message)
-        next_offset = TopicPartition(topic, partition, offset + 1)
-        try:
-            consumer.commit(offsets=[next_offset], asynchronous=False)
-        except (
-            Exception
-        ) as exc:  # e.g. the partition moved in a rebalance; the ledger covers a redelivery
-            log.warning(
-                "commit of %s failed (%s); a redelivery will republish the recorded outcome",
-                next_offset,
-                exc,
-            )
         if outcome.timings:
             log.info(
                 "command settled command_id=%s timings %s",
                 outcome.recorded.command_id,
                 " ".join(f"{k}={v:.3f}s" for k, v in outcome.timings.items()),
             )
-
-
-def _where(message: Message) -> tuple[str, int, int]:
-    """A consumed record's topic, partition and offset (never None for a record)."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    if topic is None or partition is None or offset is None:
-        raise ValueError("a consumed record without topic, partition or offset")
-    return topic, partition, offset

@@ -9,22 +9,22 @@ is unreachable.
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
-import uuid
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-from bus.clients import make_consumer
+from bus.records import Record
+from bus.tail import TopicTail
 from registry.dashboard.history import DashboardHistory
 
-log = logging.getLogger(__name__)
+
+def _json_object(_topic: str, raw: bytes | None) -> dict[str, Any]:
+    value = json.loads(raw or b"")
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object: {type(value).__name__}")
+    return value
 
 
 class HistoryFollower:
-    """A daemon thread feeding `history`; `kafka_status()` tells the page whether Kafka answers."""
+    """A tail feeding `history`; `kafka_status()` tells the page whether Kafka answers."""
 
     def __init__(
         self,
@@ -37,113 +37,53 @@ class HistoryFollower:
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._registry_events = registry_events_topic
-        self._retrain_commands = retrain_commands_topic
         self.history = history
-        self._poll_timeout = poll_timeout
-        self._probe_interval = probe_interval
-        self._stop = threading.Event()
-        self._assigned: set[tuple[str, int]] = set()
-        self.kafka_ok: bool | None = None  # None until the first probe
-        self.kafka_detail = "not probed yet"
-        self.last_probe: float | None = None
-        self._thread = threading.Thread(target=self._run, name="dashboard-history", daemon=True)
+        self._tail: TopicTail[dict[str, Any]] = TopicTail(
+            bootstrap_servers,
+            [registry_events_topic, retrain_commands_topic],
+            name="dashboard-history",
+            on_record=self._apply,
+            decode=_json_object,
+            probe_interval=probe_interval,
+            probe_timeout=2.0,
+            poll_timeout=poll_timeout,
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._tail.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._tail.stop()
+        self._tail.join(timeout)
+
+    @property
+    def last_probe(self) -> float | None:
+        return self._tail.last_probe
 
     def kafka_status(self) -> dict[str, Any]:
+        tail = self._tail
+        if not tail.is_alive() and tail.brokers is not None:
+            ok, detail = False, "the dashboard's history follower stopped; see the registry log"
+        elif tail.brokers is None:
+            ok, detail = None, "not probed yet"
+        elif tail.probe_error is not None:
+            ok, detail = False, f"Kafka at {self._bootstrap} does not answer: {tail.probe_error}"
+        elif tail.brokers == 0:
+            ok, detail = False, f"Kafka at {self._bootstrap} lists no broker"
+        else:
+            ok, detail = True, f"{tail.brokers} broker(s) at {self._bootstrap}"
         return {
-            "ok": self.kafka_ok,
-            "detail": self.kafka_detail,
+            "ok": ok,
+            "detail": detail,
             "bootstrap_servers": self._bootstrap,
-            "following": sorted({topic for topic, _ in self._assigned}),
+            "following": sorted({topic for topic, _ in tail.assigned}),
             "records_applied": self.history.records_applied,
-            "follower_alive": self._thread.is_alive(),
+            "follower_alive": tail.is_alive(),
         }
 
-    def _run(self) -> None:
-        # A group id is required by librdkafka even with manual assignment; nothing is committed.
-        consumer = make_consumer(
-            self._bootstrap,
-            f"relearn-dashboard-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "log_level": 0},
-        )
-        next_probe = 0.0
-        try:
-            while not self._stop.is_set():
-                if time.monotonic() >= next_probe:
-                    self._probe_and_assign(consumer)
-                    next_probe = time.monotonic() + self._probe_interval
-                if not self._assigned:
-                    self._stop.wait(self._poll_timeout)
-                    continue
-                message = consumer.poll(self._poll_timeout)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("dashboard follower error: %s", error)
-                    continue
-                self._apply(
-                    message.topic() or "",
-                    message.partition() or 0,
-                    message.offset() or 0,
-                    message.value(),
-                )
-        except Exception:
-            log.exception("dashboard history follower stopped")
-            self.kafka_ok = False
-            self.kafka_detail = "the dashboard's history follower stopped; see the registry log"
-        finally:
-            consumer.close()
-
-    def _probe_and_assign(self, consumer: Consumer) -> None:
-        """List the topics (the reachability probe), and assign partitions not assigned yet."""
-        try:
-            metadata = consumer.list_topics(timeout=2.0)
-        except Exception as exc:
-            self.kafka_ok = False
-            self.kafka_detail = f"Kafka at {self._bootstrap} does not answer: {exc}"
-            return
-        self.last_probe = time.time()
-        if not metadata.brokers:
-            self.kafka_ok = False
-            self.kafka_detail = f"Kafka at {self._bootstrap} lists no broker"
-            return
-        self.kafka_ok = True
-        self.kafka_detail = f"{len(metadata.brokers)} broker(s) at {self._bootstrap}"
-        new: list[TopicPartition] = []
-        for topic in (self._registry_events, self._retrain_commands):
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None:
-                continue
-            for partition in described.partitions:
-                if (topic, partition) not in self._assigned:
-                    new.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
-        if new:
-            consumer.incremental_assign(new)
-            self._assigned.update((tp.topic, tp.partition) for tp in new)
-            log.info("dashboard follows %s", ", ".join(f"{t.topic}[{t.partition}]" for t in new))
-
-    def _apply(self, topic: str, partition: int, offset: int, raw: bytes | None) -> None:
-        try:
-            value = json.loads(raw or b"")
-        except ValueError:
-            log.warning(
-                "dashboard skips an unreadable record topic=%s partition=%s offset=%s",
-                topic,
-                partition,
-                offset,
-            )
-            return
-        if not isinstance(value, dict):
-            return
-        if topic == self._registry_events:
-            self.history.apply_registry_event(value, (topic, partition), offset)
+    def _apply(self, record: Record[dict[str, Any]]) -> None:
+        source = (record.topic, record.partition)
+        if record.topic == self._registry_events:
+            self.history.apply_registry_event(record.value, source, record.offset)
         else:
-            self.history.apply_retrain_command(value, (topic, partition), offset)
+            self.history.apply_retrain_command(record.value, source, record.offset)

@@ -21,7 +21,7 @@ from contracts.events import (
     to_json,
 )
 from contracts.topics import Topics
-from registry.consumers import DeadLetters, InputConsumer
+from registry.consumers import InputConsumer, counted_dead_letters
 from registry.main import create_app
 from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
@@ -222,7 +222,7 @@ def test_a_transient_failure_is_retried_then_the_consumer_stops_loudly(
         raise ConnectionError("database unreachable")
 
     producer = make_producer(kafka_bootstrap)
-    dead_letters = DeadLetters(producer, topics.internal_dlq, RegistryMetrics())
+    dead_letters = counted_dead_letters(producer, topics.internal_dlq, RegistryMetrics())
     consumer = InputConsumer(
         kafka_bootstrap,
         group_id,

@@ -72,9 +72,7 @@ def read_topic(
     bootstrap: str, topic: str, count: int, timeout: float = 90.0, settle: float = 0.0
 ) -> list[Message]:
     """Every message from the beginning until `count` arrived (then `settle` more seconds), or timeout."""
-    consumer = make_consumer(
-        bootstrap, f"reader-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
-    )
+    consumer = make_consumer(bootstrap, f"reader-{uuid.uuid4().hex[:8]}", auto_commit=False)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -97,7 +95,7 @@ def read_topic(
 
 @contextmanager
 def running_worker(
-    settings: TrainerSettings, worker: RetrainWorker | None = None, **consumer_overrides: Any
+    settings: TrainerSettings, worker: RetrainWorker | None = None
 ) -> Iterator[RetrainWorker]:
     worker = worker or build_worker(settings)
     stop = threading.Event()
@@ -105,7 +103,7 @@ def running_worker(
 
     def run() -> None:
         try:
-            worker.run(make_command_consumer(settings, **consumer_overrides), stop)
+            worker.run(make_command_consumer(settings), stop)
         except BaseException as exc:  # surfaced to the test below
             failure.append(exc)
 
