@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.registry_route import free_port, start_server, stop_server  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
-from bus.clients import make_consumer, make_producer  # noqa: E402
+from bus.clients import READER, make_consumer, make_producer  # noqa: E402
 from contracts.events import RetrainReason, RetrainRequested, to_json  # noqa: E402
 from contracts.model_types import Loss, ModelTypeCatalog, ModelTypeSpec  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
@@ -73,9 +73,7 @@ def produce_samples(bootstrap: str, topic: str, count: int) -> None:
 
 def wait_for_one(bootstrap: str, topics: list[str], timeout: float = 900.0) -> tuple[float, str]:
     """(when, topic) of the first record that appears on any of `topics` from now on."""
-    consumer = make_consumer(
-        bootstrap, f"bench-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
-    )
+    consumer = make_consumer(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", READER)
     consumer.assign(
         [
             TopicPartition(topic, p, OFFSET_END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -12,85 +13,80 @@ from confluent_kafka.admin import AdminClient
 log = logging.getLogger(__name__)
 
 
-def producer_config(
-    bootstrap_servers: str, *, linger_ms: int = 5, **overrides: Any
-) -> dict[str, Any]:
-    """Idempotent, acks=all, lz4. `overrides` (raw librdkafka keys) is the streams worker's and
-    the benchmarks' own tuning; services pass the typed parameters."""
+def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, acks=all, lz4; `overrides` (raw librdkafka keys) is the streams worker's and
+    the benchmarks' own tuning."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": linger_ms,
+        "linger.ms": 5,
         "compression.type": "lz4",
     }
     config.update(overrides)
     return config
 
 
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """How a consumer differs from the at-least-once default.
+
+    `auto_commit=False`: nothing is committed unless the caller commits (a reader that only
+    assigns, or a worker that commits itself); `partition_eof`: the end of a partition arrives
+    as an event; `quiet`: librdkafka logs nothing (a probe of a broker that may be away)."""
+
+    auto_commit: bool = True
+    session_timeout_ms: int | None = None
+    max_poll_interval_ms: int | None = None
+    partition_eof: bool = False
+    fetch_wait_max_ms: int | None = None
+    quiet: bool = False
+
+
+READER = ConsumerOptions(auto_commit=False)  # assigns partitions itself, commits nothing
+
+
 def consumer_config(
     bootstrap_servers: str,
     group_id: str,
-    *,
-    auto_commit: bool = True,
-    session_timeout_ms: int | None = None,
-    partition_eof: bool = False,
-    fetch_wait_max_ms: int | None = None,
-    quiet: bool = False,
+    options: ConsumerOptions = ConsumerOptions(),
     **overrides: Any,
 ) -> dict[str, Any]:
-    """At-least-once: offsets are stored explicitly after the work is durable.
-
-    `auto_commit=False`: nothing is committed unless the caller commits (a group that only
-    assigns, or commits itself); `quiet`: librdkafka logs nothing (a probe of a broker that may
-    be away); `partition_eof`: the end of a partition is reported as an event."""
+    """At-least-once: offsets are stored explicitly after the work is durable. `overrides`
+    (raw librdkafka keys) is the streams worker's and the benchmarks' own tuning."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
-        "enable.auto.commit": auto_commit,
+        "enable.auto.commit": options.auto_commit,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
     }
-    if session_timeout_ms is not None:
-        config["session.timeout.ms"] = session_timeout_ms
-    if partition_eof:
+    if options.session_timeout_ms is not None:
+        config["session.timeout.ms"] = options.session_timeout_ms
+    if options.max_poll_interval_ms is not None:
+        config["max.poll.interval.ms"] = options.max_poll_interval_ms
+    if options.partition_eof:
         config["enable.partition.eof"] = True
-    if fetch_wait_max_ms is not None:
-        config["fetch.wait.max.ms"] = fetch_wait_max_ms
-    if quiet:
+    if options.fetch_wait_max_ms is not None:
+        config["fetch.wait.max.ms"] = options.fetch_wait_max_ms
+    if options.quiet:
         config["log_level"] = 0
     config.update(overrides)
     return config
 
 
-def make_producer(bootstrap_servers: str, *, linger_ms: int = 5, **overrides: Any) -> Producer:
-    return Producer(producer_config(bootstrap_servers, linger_ms=linger_ms, **overrides))
+def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
+    return Producer(producer_config(bootstrap_servers, **overrides))
 
 
 def make_consumer(
     bootstrap_servers: str,
     group_id: str,
-    *,
-    auto_commit: bool = True,
-    session_timeout_ms: int | None = None,
-    partition_eof: bool = False,
-    fetch_wait_max_ms: int | None = None,
-    quiet: bool = False,
+    options: ConsumerOptions = ConsumerOptions(),
     **overrides: Any,
 ) -> Consumer:
-    return Consumer(
-        consumer_config(
-            bootstrap_servers,
-            group_id,
-            auto_commit=auto_commit,
-            session_timeout_ms=session_timeout_ms,
-            partition_eof=partition_eof,
-            fetch_wait_max_ms=fetch_wait_max_ms,
-            quiet=quiet,
-            **overrides,
-        )
-    )
+    return Consumer(consumer_config(bootstrap_servers, group_id, options, **overrides))
 
 
 def make_admin(bootstrap_servers: str, **overrides: Any) -> AdminClient:

@@ -1,4 +1,4 @@
-"""Dead letters: what one carries (the value and the headers docs/design.md names), and the sender."""
+"""Dead letters: what one carries (the headers docs/design.md names) and the one sender."""
 
 from __future__ import annotations
 

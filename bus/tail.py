@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from bus.clients import make_consumer, watermark_offsets
+from bus.clients import ConsumerOptions, make_consumer, watermark_offsets
 from bus.records import Record
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ class TopicTail(threading.Thread, Generic[T]):
         consumer = make_consumer(
             self.bootstrap_servers,
             f"relearn-tail-{uuid.uuid4()}",  # librdkafka wants one even to assign; never used
-            auto_commit=False,
-            fetch_wait_max_ms=50,
-            quiet=True,
+            ConsumerOptions(auto_commit=False, fetch_wait_max_ms=50, quiet=True),
         )
         next_probe = 0.0
         try:

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bus.clients import make_consumer
+from bus.clients import ConsumerOptions, make_consumer
 from bus.consumer_loop import ConsumerLoop, RetryPolicy
 from bus.dead_letters import DeadLetters
 from bus.records import Poison, decode
@@ -132,7 +132,9 @@ class InputConsumer:
 
     def _run(self) -> None:
         consumer = make_consumer(
-            self._bootstrap, self._group_id, session_timeout_ms=self._session_timeout_ms
+            self._bootstrap,
+            self._group_id,
+            ConsumerOptions(session_timeout_ms=self._session_timeout_ms),
         )
         try:
             self._loop.run(consumer, self._stop)

@@ -10,7 +10,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, TopicPartition
 from pydantic import ValidationError
 
-from bus.clients import make_consumer
+from bus.clients import ConsumerOptions, make_consumer
 from contracts.events import RetrainRequested
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ class KafkaCommandBacklog:
         consumer = make_consumer(
             self.bootstrap_servers,
             f"relearn-trainer-backlog-{uuid.uuid4().hex[:8]}",  # never joins: assign() only
-            auto_commit=False,
-            partition_eof=True,
+            ConsumerOptions(auto_commit=False, partition_eof=True),
         )
         try:
             _low, high = consumer.get_watermark_offsets(

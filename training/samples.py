@@ -13,7 +13,7 @@ from typing import Protocol
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from bus.clients import make_consumer
+from bus.clients import ConsumerOptions, make_consumer
 from contracts.model_types import ModelTypeSpec
 from training.dataset import Dataset, DatasetBuilder
 
@@ -72,8 +72,7 @@ class KafkaSampleReader:
         return make_consumer(
             self.bootstrap_servers,
             f"relearn-trainer-reader-{uuid.uuid4().hex[:8]}",  # never joins: assign() only
-            auto_commit=False,
-            partition_eof=True,
+            ConsumerOptions(auto_commit=False, partition_eof=True),
         )
 
     def read_window(self, spec: ModelTypeSpec, since: datetime) -> SampleRead:

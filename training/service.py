@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from confluent_kafka import Consumer
 
-from bus.clients import make_consumer, make_producer
+from bus.clients import ConsumerOptions, make_consumer, make_producer
 from training.artifacts import ArtifactStore, LocalArtifactStore
 from training.backlog import KafkaCommandBacklog
 from training.faults import FaultHooks, FileFaults, check_registry_is_a_test_bed
@@ -79,14 +79,16 @@ def build_worker(
     )
 
 
-def make_command_consumer(settings: TrainerSettings) -> Consumer:
+def make_command_consumer(
+    settings: TrainerSettings, max_poll_interval_ms: int | None = None
+) -> Consumer:
     """The group's consumer; offsets are committed by the worker, after the outcome is published."""
-    return make_consumer(
-        settings.bootstrap_servers,
-        settings.trainer_group_id,
+    options = ConsumerOptions(
         auto_commit=False,
         session_timeout_ms=settings.trainer_session_timeout_ms,
+        max_poll_interval_ms=max_poll_interval_ms,
     )
+    return make_consumer(settings.bootstrap_servers, settings.trainer_group_id, options)
 
 
 def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:

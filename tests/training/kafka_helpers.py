@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Message, TopicPartition
 
-from bus.clients import make_consumer, make_producer
+from bus.clients import READER, make_consumer, make_producer
 from contracts.events import RetrainReason, RetrainRequested, to_json
 from training.service import build_worker, make_command_consumer
 from training.settings import TrainerSettings
@@ -72,7 +72,7 @@ def read_topic(
     bootstrap: str, topic: str, count: int, timeout: float = 90.0, settle: float = 0.0
 ) -> list[Message]:
     """Every message from the beginning until `count` arrived (then `settle` more seconds), or timeout."""
-    consumer = make_consumer(bootstrap, f"reader-{uuid.uuid4().hex[:8]}", auto_commit=False)
+    consumer = make_consumer(bootstrap, f"reader-{uuid.uuid4().hex[:8]}", READER)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -95,7 +95,9 @@ def read_topic(
 
 @contextmanager
 def running_worker(
-    settings: TrainerSettings, worker: RetrainWorker | None = None
+    settings: TrainerSettings,
+    worker: RetrainWorker | None = None,
+    max_poll_interval_ms: int | None = None,
 ) -> Iterator[RetrainWorker]:
     worker = worker or build_worker(settings)
     stop = threading.Event()
@@ -103,7 +105,7 @@ def running_worker(
 
     def run() -> None:
         try:
-            worker.run(make_command_consumer(settings), stop)
+            worker.run(make_command_consumer(settings, max_poll_interval_ms), stop)
         except BaseException as exc:  # surfaced to the test below
             failure.append(exc)
 

@@ -197,7 +197,9 @@ def test_training_longer_than_max_poll_interval_does_not_rebalance(
     produce_samples(
         kafka_bootstrap, topics.training_samples, synthetic_samples(150, "calling_score")
     )
-    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    settings = trainer_settings(
+        kafka_bootstrap, topic_prefix, tmp_path, group_id, trainer_session_timeout_ms=6000
+    )
     worker = build_worker(settings)
     export = worker.pipeline.exporter
 
@@ -207,9 +209,7 @@ def test_training_longer_than_max_poll_interval_does_not_rebalance(
 
     worker.pipeline.exporter = slow_export
     produce_command(kafka_bootstrap, topics.retrain_commands, command("calling_score"))
-    with running_worker(
-        settings, worker, **{"max.poll.interval.ms": 6000, "session.timeout.ms": 6000}
-    ):
+    with running_worker(settings, worker, max_poll_interval_ms=6000):
         deployed = read_topic(kafka_bootstrap, topics.model_deployed, 1, settle=3.0)
     assert len(deployed) == 1
     assert "consumer error" not in caplog.text and "commit of" not in caplog.text
