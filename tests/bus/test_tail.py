@@ -10,6 +10,7 @@ from pathlib import Path
 from bus.admin import ensure_topics
 from bus.clients import make_producer
 from bus.local_broker import ClusterLayout, down, free_port, up
+from bus.records import Record
 from bus.tail import TopicTail
 
 
@@ -44,6 +45,34 @@ def test_a_record_that_apply_cannot_read_is_skipped_and_the_tail_goes_on(
         wait_for(lambda: 3 in applied, 30, "a record after the bad one was not applied")
         assert sorted(applied) == [1, 2, 3]
         assert tail.is_alive()
+    finally:
+        tail.stop()
+        tail.join(10)
+
+
+def test_a_tail_decodes_records_and_skips_the_ones_it_cannot_decode(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}decoded"
+    ensure_topics(kafka_bootstrap, {topic: {}}, partitions=1, replication=1)
+    produce(kafka_bootstrap, topic, [b"1", b"not a number", b"2"])
+    seen: list[Record[int]] = []
+    tail: TopicTail[int] = TopicTail(
+        kafka_bootstrap,
+        [topic],
+        name="decoded",
+        on_record=seen.append,
+        decode=lambda _topic, raw: int(raw or b""),
+    )
+    tail.start()
+    try:
+        wait_for(lambda: tail.caught_up, 30, "the tail never caught up past the unreadable record")
+        assert [(r.value, r.offset, r.partition, r.key) for r in seen] == [
+            (1, 0, 0, b"k"),
+            (2, 2, 0, b"k"),
+        ]
+        assert all(r.topic == topic and r.timestamp and r.timestamp > 1e9 for r in seen)
+        assert tail.brokers == 1 and tail.assigned == {(topic, 0)} and tail.is_alive()
     finally:
         tail.stop()
         tail.join(10)
