@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -84,56 +84,44 @@ class _Dead:
     """The work's result when the record was dead-lettered instead."""
 
 
+@dataclass
 class ConsumerLoop(Generic[R]):
     """Subscribes to `topics` and runs until `stop`; `run` closes the consumer it was given.
 
     Hooks, each optional: `on_done(message, result)` after the work and before the offset (e.g.
     publish the outcome); `every = (seconds, fn)` called with the consumer between polls (e.g.
     a lag gauge); `before_close(busy)` when the loop ends, `busy` if work was still running.
+    Without `dead_letters`, poison is not expected: it stops the loop like any other failure.
     """
 
-    def __init__(
-        self,
-        name: str,
-        topics: list[str],
-        handle: Callable[[Message], R],
-        *,
-        dead_letters: DeadLetters | None = None,
-        retry: RetryPolicy = NO_RETRY,
-        ack: Ack = Ack.STORE,
-        poll_timeout: float = 0.5,
-        on_done: Callable[[Message, R], None] | None = None,
-        every: tuple[float, Callable[[Consumer], None]] | None = None,
-        offload: Executor | None = None,
-        before_close: Callable[[bool], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.topics = topics
-        self._handle = handle
-        self._dead_letters = dead_letters
-        self._retry = retry
-        self._ack = ack
-        self._poll_timeout = poll_timeout
-        self._on_done = on_done
-        self._every = every
-        self._offload = offload
-        self._before_close = before_close
-        self.processed = 0
+    name: str
+    topics: list[str]
+    handle: Callable[[Message], R]
+    _: KW_ONLY
+    dead_letters: DeadLetters | None = None
+    retry: RetryPolicy = NO_RETRY
+    ack: Ack = Ack.STORE
+    poll_timeout: float = 0.5
+    on_done: Callable[[Message, R], None] | None = None
+    every: tuple[float, Callable[[Consumer], None]] | None = None
+    offload: Executor | None = None
+    before_close: Callable[[bool], None] | None = None
+    processed: int = field(default=0, init=False)
 
     def run(self, consumer: Consumer, stop: threading.Event) -> None:
         consumer.subscribe(self.topics)
         pending: tuple[Message, Future[R | _Dead]] | None = None
-        next_tick = time.monotonic() + (self._every[0] if self._every else 0.0)
+        next_tick = time.monotonic() + (self.every[0] if self.every else 0.0)
         try:
             while not stop.is_set():
                 if pending is not None:
                     # Paused while the work runs: sleep on it (woken the moment it ends), then
                     # poll without blocking, so the group sees us alive.
                     wait([pending[1]], timeout=1.0)
-                message = consumer.poll(0.0 if pending is not None else self._poll_timeout)
-                if self._every is not None and time.monotonic() >= next_tick:
-                    self._every[1](consumer)
-                    next_tick = time.monotonic() + self._every[0]
+                message = consumer.poll(0.0 if pending is not None else self.poll_timeout)
+                if self.every is not None and time.monotonic() >= next_tick:
+                    self.every[1](consumer)
+                    next_tick = time.monotonic() + self.every[0]
                 if pending is not None and pending[1].done():
                     self._finish(consumer, pending[0], pending[1].result())
                     pending = None
@@ -146,32 +134,32 @@ class ConsumerLoop(Generic[R]):
                     consumer.seek(here)
                     consumer.pause([here])
                     continue
-                if self._offload is None:
+                if self.offload is None:
                     self._finish(consumer, message, self._work(message))
                     continue
                 consumer.pause(consumer.assignment())
-                pending = (message, self._offload.submit(self._work, message))
+                pending = (message, self.offload.submit(self._work, message))
         except Exception as exc:
             log.critical("%s stopped topics=%s: %s", self.name, self.topics, exc, exc_info=True)
             raise
         finally:
-            if self._before_close is not None:
-                self._before_close(pending is not None)
+            if self.before_close is not None:
+                self.before_close(pending is not None)
             consumer.close()
 
     def _work(self, message: Message) -> R | _Dead:
         try:
-            return self._retry.call(self._handle, message)
+            return self.retry.call(self.handle, message)
         except Poison as exc:
-            if self._dead_letters is None:
+            if self.dead_letters is None:
                 raise
-            self._dead_letters.send(message, exc.reason, exc.detail)
+            self.dead_letters.send(message, exc.reason, exc.detail)
             return _Dead()
 
     def _finish(self, consumer: Consumer, message: Message, result: R | _Dead) -> None:
-        if self._on_done is not None and not isinstance(result, _Dead):
-            self._on_done(message, result)
-        if self._ack is Ack.STORE:
+        if self.on_done is not None and not isinstance(result, _Dead):
+            self.on_done(message, result)
+        if self.ack is Ack.STORE:
             consumer.store_offsets(message)
         else:
             topic, partition, offset = where(message)
