@@ -38,7 +38,8 @@ class TopicTail(threading.Thread, Generic[T]):
 
     `caught_up` turns True once every record that was on the topics when they were first seen
     has been applied: until then what the callback built may be stale. The metadata request
-    made every `probe_interval` doubles as a reachability probe (`brokers`, `probe_error`).
+    made every `probe_interval` while a topic is missing, then every `refresh_interval` (new
+    partitions), doubles as a reachability probe (`brokers`, `probe_error`).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class TopicTail(threading.Thread, Generic[T]):
         on_record: Callable[[Record[T]], None] | None = None,
         decode: Decode[T] = raw,
         probe_interval: float = 1.0,
+        refresh_interval: float = 10.0,
         probe_timeout: float = 5.0,
         poll_timeout: float = 0.2,
     ) -> None:
@@ -63,6 +65,7 @@ class TopicTail(threading.Thread, Generic[T]):
         self._on_record = on_record or self._apply_raw
         self._decode = decode
         self._probe_interval = probe_interval
+        self._refresh_interval = refresh_interval
         self._probe_timeout = probe_timeout
         self._poll_timeout = poll_timeout
         self.caught_up = False
@@ -97,7 +100,9 @@ class TopicTail(threading.Thread, Generic[T]):
             while not self._stop_event.is_set():
                 if time.monotonic() >= next_probe:
                     self._probe(consumer)
-                    next_probe = time.monotonic() + self._probe_interval
+                    waiting = self.topics_missing or not self._ends
+                    interval = self._probe_interval if waiting else self._refresh_interval
+                    next_probe = time.monotonic() + interval
                 if not self._ends:
                     self._stop_event.wait(self._poll_timeout)
                     continue

@@ -45,6 +45,7 @@ class HistoryFollower:
             on_record=self._apply,
             decode=_json_object,
             probe_interval=probe_interval,
+            refresh_interval=probe_interval,  # the page's Kafka notice is this fresh
             probe_timeout=2.0,
             poll_timeout=poll_timeout,
         )
