@@ -93,6 +93,11 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
         wait_until(lambda: len(open_store(db).versions(MT)) > in_db, 120, "no new registration")
         recovery = elapsed_since(killed)
         wait_until(lambda: len(open_store(db).versions(MT)) == count, 120, "all registrations")
+        # One candidate at a time (#13): each deployment replaced the untested one before it, so
+        # v1.0 is production and the newest version the one live candidate.
+        live = {v.version: v for v in open_store(db).versions(MT) if v.weight > 0}
+        candidate = next(name for name, v in live.items() if "staging" in str(v.status))
+        assert set(live) == {"v1.0", candidate}, live
         commands = [
             RegistryCommandIssued(
                 command_id=new_id(),
@@ -106,8 +111,8 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
                 command_id=new_id(),
                 type=RegistryCommandType.PROMOTE,
                 model_type=MT,
-                version="v1.1",
-                weights={"v1.1": 0.5, "v1.0": 0.5},
+                version=candidate,
+                weights={candidate: 0.5, "v1.0": 0.5},
                 reason="ramp",
                 issued_by="chaos",
             ),
@@ -115,7 +120,7 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
                 command_id=new_id(),
                 type=RegistryCommandType.ROLLBACK,
                 model_type=MT,
-                version="v1.1",
+                version="v1.1",  # already rolled back when v1.2 replaced it: refused, no change
                 reason="chaos",
                 issued_by="auto",
             ),
@@ -123,7 +128,7 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
                 command_id=new_id(),
                 type=RegistryCommandType.PROMOTE,
                 model_type=MT,
-                version="v1.2",
+                version=candidate,
                 reason="chaos",
                 issued_by="chaos",
             ),
@@ -135,7 +140,8 @@ def test_registry_killed_in_commit_window_then_inputs_replayed_three_times(
         time.sleep(1.0)  # the outbox publisher drains after the commit
         before = snapshot(registry)
         statuses = {v[0]: str(v[1]) for v in before["versions"]}
-        assert "production" in statuses["v1.2"] and "rolled_back" in statuses["v1.1"], statuses
+        assert "production" in statuses[candidate] and "rolled_back" in statuses["v1.1"], statuses
+        assert "production" not in statuses["v1.0"], statuses
         registry.kill()
         for replay in range(REPLAYS):  # a fresh consumer group reads both topics from offset 0
             replay_group = f"{group}-replay{replay}"
