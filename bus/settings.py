@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bus.logs import LogFormat
 from contracts.model_types import ModelTypeCatalog
 from contracts.topics import Topics
 
@@ -34,3 +35,11 @@ class KafkaSettings(BaseSettings):
 
     def model_types(self) -> ModelTypeCatalog:
         return ModelTypeCatalog.load(self.model_types_file)
+
+
+class LogSettings(BaseSettings):
+    """How every entry point writes its log lines (RELEARN_LOG_FORMAT: text or json)."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore", frozen=True)
+
+    log_format: LogFormat = LogFormat.TEXT

@@ -7,6 +7,9 @@ import importlib
 import logging
 import sys
 
+from bus.logs import configure_logging
+from bus.settings import LogSettings
+
 # Each module defines register(subparsers); its handlers set args.handler.
 COMMAND_MODULES = (
     "relearn.commands.kafka",
@@ -37,17 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    # The subcommand names the service in JSON log lines (RELEARN_LOG_FORMAT=json).
+    configure_logging(args.log_level, args.command, LogSettings().log_format)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -69,6 +69,7 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
     """The settings every process of this run shares: its own topics, state, ports and token."""
     registry_port = _pick_port(8080)
     streams_port = _pick_port(6066)
+    trainer_port = _pick_port(6067)
     return {
         "RELEARN_TOPIC_PREFIX": f"run{run_id}-",
         "RELEARN_STATE_DIR": str(run_dir / "state"),
@@ -83,6 +84,7 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
         "RELEARN_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
         "RELEARN_STREAMS_WEB_PORT": str(streams_port),
         "RELEARN_STREAMS_URL": f"http://127.0.0.1:{streams_port}",
+        "RELEARN_TRAINER_WEB_PORT": str(trainer_port),  # /metrics /livez /readyz
         "RELEARN_RETRAIN_SAMPLE_THRESHOLD": "1000",
         "RELEARN_ROLLBACK_ALPHA": "0.05",
     }

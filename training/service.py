@@ -12,11 +12,20 @@ from bus.clients import ConsumerOptions, make_consumer, make_producer
 from training.artifacts import ArtifactStore, LocalArtifactStore
 from training.backlog import KafkaCommandBacklog
 from training.faults import FaultHooks, FileFaults, check_registry_is_a_test_bed
+from training.gate import GateUnavailablePolicy
 from training.ledger import SqliteCommandLedger
 from training.pipeline import PipelineConfig, TrainingPipeline
 from training.production import ProductionModelSource, RegistryHttp
 from training.samples import KafkaSampleReader, SampleSource
 from training.settings import TrainerSettings
+from training.web import (
+    Check,
+    WebServer,
+    broker_check,
+    consumer_check,
+    create_app,
+    registry_check,
+)
 from training.worker import RetrainWorker
 
 log = logging.getLogger(__name__)
@@ -91,6 +100,20 @@ def make_command_consumer(
     return make_consumer(settings.bootstrap_servers, settings.trainer_group_id, options)
 
 
+def readiness_checks(settings: TrainerSettings, worker: RetrainWorker) -> dict[str, Check]:
+    """What /readyz asks: the broker, the consumer, and the registry when the gate needs it (with
+    the `deploy` policy an unreachable registry only means an ungated deployment)."""
+    checks = {"kafka": broker_check(worker.producer), "consumer": consumer_check(worker.consuming)}
+    if settings.gate_unavailable_policy is GateUnavailablePolicy.REJECT:
+        checks["registry"] = registry_check(settings.registry_url)
+    return checks
+
+
+def trainer_web(settings: TrainerSettings, worker: RetrainWorker) -> WebServer:
+    app = create_app(worker.metrics, readiness_checks(settings, worker))
+    return WebServer(app, settings.trainer_web_host, settings.trainer_web_port)
+
+
 def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
     """`relearn trainer`: consume retrain-commands until `stop` is set.
 
@@ -115,6 +138,8 @@ def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
             settings.registry_url,
         )
     worker = build_worker(settings)
+    web = trainer_web(settings, worker)
+    web.start()  # binds the port now: a taken one stops the trainer before it consumes
     log.info(
         "trainer starting bootstrap=%s group=%s artifacts=%s registry=%s gate_unavailable=%s "
         "fault_injection=%s",
@@ -125,4 +150,7 @@ def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:
         settings.gate_unavailable_policy.value,
         "on" if settings.fault_injection else "off",
     )
-    worker.run(make_command_consumer(settings), stop)
+    try:
+        worker.run(make_command_consumer(settings), stop)
+    finally:
+        web.stop()

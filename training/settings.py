@@ -24,6 +24,9 @@ class TrainerSettings(KafkaSettings):
     # With fault injection on, how long the start-up check waits for the registry to answer.
     fault_injection_registry_wait_seconds: float = Field(default=60.0, ge=0)
     trainer_group_id: str = "relearn-trainer"
+    # /metrics, /livez, /readyz (docs/metrics.md); 127.0.0.1 is unreachable from other hosts.
+    trainer_web_host: str = "127.0.0.1"
+    trainer_web_port: int = Field(default=6067, ge=1, le=65535)
     # A stopped (or SIGSTOPped) worker's commands move to a live one after this long.
     trainer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
     training_window_days: float = Field(default=90.0, gt=0)

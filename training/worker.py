@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from pydantic import ValidationError
 
 from bus.consumer_loop import NO_RETRY, Ack, ConsumerLoop
+from bus.logs import bind_log_ids, log_context
 from bus.records import where
 from contracts.events import (
     MAX_NAME_LENGTH,
@@ -31,6 +32,7 @@ from training.errors import InvalidCommandError, TrainingError
 from training.faults import FaultHooks
 from training.fit import EpochReport, warm_up
 from training.ledger import CommandLedger, RecordedOutcome
+from training.metrics import CommandStatus, TrainerMetrics
 from training.pipeline import TrainingPipeline, deployment_event, package_version, rejection_event
 from training.samples import SampleSource
 
@@ -49,9 +51,15 @@ class TrainingCancelledError(Exception):
 
 @dataclass(frozen=True)
 class CommandOutcome:
+    """A command's recorded answer, and what the metrics count of it once it is published."""
+
     recorded: RecordedOutcome
     republished: bool
     timings: dict[str, float] = field(default_factory=dict)
+    model_type: str = ""
+    status: CommandStatus = CommandStatus.REJECTED
+    reason: str | None = None  # a RejectionReason's code when rejected
+    samples: int = 0  # training samples read for it
 
 
 class RetrainWorker:
@@ -70,6 +78,7 @@ class RetrainWorker:
         publish_timeout: float = 30.0,
         backlog: CommandBacklog | None = None,
         faults: FaultHooks | None = None,
+        metrics: TrainerMetrics | None = None,
     ) -> None:
         self.topics = topics
         self.pipeline = pipeline
@@ -81,6 +90,8 @@ class RetrainWorker:
         self.publish_timeout = publish_timeout
         self.backlog = backlog  # None: every command trains (no look-ahead)
         self.faults = faults  # crash points for the chaos tests; None in production
+        self.metrics = metrics or TrainerMetrics(pipeline.catalog.names())
+        self.consuming = threading.Event()  # set while the consumer loop runs (/readyz)
         self._stopping = threading.Event()
 
     # -- one command (runs on the training thread) --------------------------------------------
@@ -109,6 +120,7 @@ class RetrainWorker:
                 )
         except ValidationError as exc:
             return self._reject_unreadable(key, source, exc)
+        bind_log_ids(model_type=command.model_type, command_id=command.command_id)
         known = self.ledger.outcome_of(command.command_id)
         if known is not None:
             log.info(
@@ -118,7 +130,9 @@ class RetrainWorker:
                 known.kind,
                 known.event_id,
             )
-            return CommandOutcome(known, republished=True)
+            return CommandOutcome(
+                known, True, model_type=command.model_type, status=CommandStatus.DUPLICATE
+            )
         superseding = self._newer_queued(command, position)
         if superseding is not None:
             return self._supersede(command, superseding)
@@ -131,11 +145,14 @@ class RetrainWorker:
             source,
         )
         timings: dict[str, float] = {}
+        samples = 0
+        reason: str | None = None
         try:
             spec = self.pipeline.spec_for(command.model_type)
             started = time.perf_counter()
             read = self.samples.read_window(spec, (now or utc_now()) - self.window)
             timings["read"] = time.perf_counter() - started
+            samples = len(read.dataset)
             candidate = self.pipeline.build(spec, read.dataset, on_epoch=self._check_stop)
             timings.update(candidate.timings)
             started = time.perf_counter()
@@ -177,6 +194,7 @@ class RetrainWorker:
                 exc.reason,
                 exc.detail,
             )
+            reason = exc.reason.value
             rejection = rejection_event(command.model_type, command.command_id, exc)
             outcome = RecordedOutcome(
                 command.command_id,
@@ -186,7 +204,18 @@ class RetrainWorker:
                 command.model_type.encode(),
                 to_json(rejection),
             )
-        return CommandOutcome(self.ledger.record(outcome), republished=False, timings=timings)
+        recorded = self.ledger.record(outcome)
+        return CommandOutcome(
+            recorded,
+            republished=False,
+            timings=timings,
+            model_type=command.model_type,
+            status=CommandStatus.PUBLISHED
+            if recorded.kind == "deployed"
+            else CommandStatus.REJECTED,
+            reason=reason,
+            samples=samples,
+        )
 
     def _newer_queued(
         self, command: RetrainRequested, position: tuple[str, int, int] | None
@@ -231,15 +260,23 @@ class RetrainWorker:
             command.model_type.encode(),
             to_json(answer),
         )
-        return CommandOutcome(self.ledger.record(outcome), republished=False)
+        return CommandOutcome(
+            self.ledger.record(outcome),
+            republished=False,
+            model_type=command.model_type,
+            status=CommandStatus.SUPERSEDED,
+        )
 
     def _reject_unreadable(
         self, key: bytes | None, source: str, exc: ValidationError
     ) -> CommandOutcome:
         ledger_id = f"unreadable:{source}"
         known = self.ledger.outcome_of(ledger_id)
+        model_type = (key or b"")[:MAX_NAME_LENGTH].decode("utf-8", errors="replace")
         if known is not None:
-            return CommandOutcome(known, republished=True)
+            return CommandOutcome(
+                known, True, model_type=model_type, status=CommandStatus.DUPLICATE
+            )
         errors = exc.errors()
         first: dict[str, Any] = dict(errors[0]) if errors else {}
         error = InvalidCommandError(
@@ -247,7 +284,6 @@ class RetrainWorker:
             f"{'.'.join(str(p) for p in first.get('loc', ())) or 'top level'}: {first.get('msg', exc)}"
         )
         # the key names the model type for the rejection: at most a model type's length of it
-        model_type = (key or b"")[:MAX_NAME_LENGTH].decode("utf-8", errors="replace")
         log.error("deployment rejected source=%s reason=%s: %s", source, error.reason, error.detail)
         rejection = rejection_event(model_type, None, error, extra={"source": source})
         outcome = RecordedOutcome(
@@ -258,7 +294,13 @@ class RetrainWorker:
             model_type.encode(),
             to_json(rejection),
         )
-        return CommandOutcome(self.ledger.record(outcome), republished=False)
+        return CommandOutcome(
+            self.ledger.record(outcome),
+            republished=False,
+            model_type=model_type,
+            status=CommandStatus.REJECTED,
+            reason=error.reason.value,
+        )
 
     def _check_stop(self, report: EpochReport) -> None:
         if self._stopping.is_set():
@@ -289,6 +331,7 @@ class RetrainWorker:
             outcome.topic,
             outcome.event_id,
             outcome.command_id,
+            extra={"event_id": outcome.event_id},
         )
 
     # -- the consumer loop --------------------------------------------------------------------
@@ -321,25 +364,39 @@ class RetrainWorker:
             before_close=before_close,
         )
         log.info("trainer consuming %s", self.topics.retrain_commands)
+        self.consuming.set()
         try:
             loop.run(consumer, stop)
         finally:
+            self.consuming.clear()
             self._stopping.clear()
             log.info("trainer stopped")
 
     def _handle_message(self, message: Message) -> CommandOutcome:
         position = where(message)
         source = "/".join(str(part) for part in position)
-        return self.handle_retrain_command(message.key(), message.value(), source, None, position)
+        with self.metrics.in_progress.track_inprogress(), log_context():
+            return self.handle_retrain_command(
+                message.key(), message.value(), source, None, position
+            )
 
     def _settle(self, _message: Message, outcome: CommandOutcome) -> None:
-        """Publish the recorded outcome; the loop commits the command's offset only after this."""
+        """Publish the recorded outcome; the loop commits the command's offset only after this.
+        The one place a command is counted: once its answer is on the topic."""
         if self.faults is not None:
             self.faults.crash_point("before_publish")
-        self.publish(outcome.recorded)
-        if outcome.timings:
-            log.info(
-                "command settled command_id=%s timings %s",
-                outcome.recorded.command_id,
-                " ".join(f"{k}={v:.3f}s" for k, v in outcome.timings.items()),
+        with log_context(model_type=outcome.model_type, command_id=outcome.recorded.command_id):
+            started = time.perf_counter()
+            self.publish(outcome.recorded)
+            timings = dict(outcome.timings)
+            if outcome.status is CommandStatus.PUBLISHED:
+                timings["publish"] = time.perf_counter() - started
+            self.metrics.settled(
+                outcome.model_type, outcome.status, outcome.reason, outcome.samples, timings
             )
+            if outcome.timings:
+                log.info(
+                    "command settled command_id=%s timings %s",
+                    outcome.recorded.command_id,
+                    " ".join(f"{k}={v:.3f}s" for k, v in outcome.timings.items()),
+                )

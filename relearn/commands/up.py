@@ -22,12 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from registry.settings import RegistrySettings
+    from training.settings import TrainerSettings
+
     settings = KafkaSettings()
     started_broker = ensure_broker(settings)
     ensure_topics(settings)
     print(
         f"Kafka at {settings.bootstrap_servers}" + (" (started locally)" if started_broker else "")
     )
+    # Each service's own web port serves /metrics, /livez, /readyz (docs/metrics.md).
+    # TODO(issue #18): streams' /metrics comes with its runtime's move to FastAPI.
+    web = {
+        "trainer": TrainerSettings().trainer_web_port,
+        "registry": RegistrySettings().registry_port,
+    }
     specs = [
         ServiceSpec("streams", relearn_argv("streams")),
         ServiceSpec("trainer", relearn_argv("trainer")),
@@ -60,6 +69,7 @@ def _up(args: argparse.Namespace) -> int:
     restarts: dict[str, int] = {}
     supervisor.start()
     print("all services started; Ctrl-C stops them")
+    print("metrics: " + ", ".join(f"{name} 127.0.0.1:{port}/metrics" for name, port in web.items()))
     try:
         while not stopping:
             time.sleep(0.5)
