@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bus.clients import ConsumerOptions, make_consumer
 from bus.consumer_loop import ConsumerLoop, RetryPolicy
 from bus.dead_letters import DeadLetters
+from bus.logs import log_context
 from bus.records import Poison, decode
 from contracts.events import MAX_NAME_LENGTH, ModelDeployed, RegistryCommandIssued
 from registry.errors import RegistryError, StoreConflict
@@ -44,29 +45,42 @@ def _decode(model: type[T], raw: bytes | None) -> T:
 
 def handle_model_deployed(service: RegistryService, raw: bytes | None) -> None:
     deployment = _decode(ModelDeployed, raw)
-    try:
-        service.register_deployment(deployment)
-    except StoreConflict:
-        raise  # writers kept winning: transient, retried like a database away, never poison
-    except RegistryError as exc:  # e.g. unstorable: never retried, never blocks the partition
-        raise Poison(exc.code, str(exc)) from exc
+    with log_context(
+        model_type=deployment.model_type,
+        command_id=deployment.command_id,
+        event_id=deployment.deployment_id,
+    ):
+        try:
+            service.register_deployment(deployment)
+        except StoreConflict:
+            raise  # writers kept winning: transient, retried like a database away, never poison
+        except RegistryError as exc:  # e.g. unstorable: never retried, never blocks the partition
+            raise Poison(exc.code, str(exc)) from exc
 
 
 def handle_registry_command(service: RegistryService, raw: bytes | None) -> None:
     command = _decode(RegistryCommandIssued, raw)
-    try:
-        service.handle_command(command)
-    except StoreConflict:
-        raise  # transient (see handle_model_deployed)
-    except RegistryError as exc:
-        log.warning(
-            "command refused command_id=%s model_type=%s reason=%s: %s",
-            command.command_id,
-            command.model_type,
-            exc.code,
-            exc,
+    count = service.metrics.command_handled
+    with log_context(
+        model_type=command.model_type, command_id=command.command_id, version=command.version
+    ):
+        try:
+            result = service.handle_command(command)
+        except StoreConflict:
+            raise  # transient (see handle_model_deployed)
+        except RegistryError as exc:
+            log.warning(
+                "command refused command_id=%s model_type=%s reason=%s: %s",
+                command.command_id,
+                command.model_type,
+                exc.code,
+                exc,
+            )
+            count(command.model_type, command.type.value, "refused")
+            raise Poison(exc.code, str(exc)) from exc
+        count(
+            command.model_type, command.type.value, "duplicate" if result.duplicate else "applied"
         )
-        raise Poison(exc.code, str(exc)) from exc
 
 
 def counted_dead_letters(producer: Producer, topic: str, metrics: RegistryMetrics) -> DeadLetters:

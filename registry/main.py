@@ -72,20 +72,28 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        metrics = RegistryMetrics()
+        catalog = settings.model_types()
+        metrics = RegistryMetrics(catalog.names())
         store = open_store(settings.resolved_database_url())
         artifact_dir = settings.resolved_artifact_dir()
         artifact_dir.mkdir(parents=True, exist_ok=True)
         service = RegistryService(
             store,
             ArtifactStore(artifact_dir),
-            settings.model_types(),
+            catalog,
             metrics,
             candidate_weight=settings.registry_candidate_weight,
             max_candidate_weight=settings.registry_max_candidate_weight,
             route_cache_seconds=settings.registry_route_cache_seconds,
         )
         app.state.service = service
+        metrics.watch(
+            lambda: {
+                name: store.versions(name)
+                for name in sorted(set(catalog.names()) | set(store.model_types()))
+            },
+            service.route_cache_ages,
+        )
         app.state.api_token = settings.resolved_api_token()
         app.state.producer = None
         app.state.consumers = []

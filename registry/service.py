@@ -301,3 +301,11 @@ class RegistryService:
     def weights(self, model_type: str) -> Mapping[str, float]:
         self.require_model_type(model_type)
         return lifecycle.weights_of(self.store.versions(model_type))
+
+    def route_cache_ages(self) -> dict[str, float]:
+        """Seconds since each model type's cached route table was read (a metrics gauge)."""
+        now = time.monotonic()
+        return {
+            model_type: now - (serving.expires_at - self.route_cache_seconds)
+            for model_type, serving in list(self._serving.items())
+        }

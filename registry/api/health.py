@@ -16,6 +16,12 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
+@router.get("/livez")
+def livez() -> dict:
+    """The process answers; no dependency is checked (an outage must not restart it)."""
+    return {"status": "ok"}
+
+
 @router.get("/readyz")
 def readyz(request: Request, service: Service) -> JSONResponse:
     checks: dict[str, str] = {}
