@@ -60,7 +60,6 @@ def handle_model_deployed(service: RegistryService, raw: bytes | None) -> None:
 
 def handle_registry_command(service: RegistryService, raw: bytes | None) -> None:
     command = _decode(RegistryCommandIssued, raw)
-    count = service.metrics.command_handled
     with log_context(
         model_type=command.model_type, command_id=command.command_id, version=command.version
     ):
@@ -76,11 +75,10 @@ def handle_registry_command(service: RegistryService, raw: bytes | None) -> None
                 exc.code,
                 exc,
             )
-            count(command.model_type, command.type.value, "refused")
+            service.metrics.command_handled(command.model_type, command.type.value, "refused")
             raise Poison(exc.code, str(exc)) from exc
-        count(
-            command.model_type, command.type.value, "duplicate" if result.duplicate else "applied"
-        )
+        status = "duplicate" if result.duplicate else "applied"
+        service.metrics.command_handled(command.model_type, command.type.value, status)
 
 
 def counted_dead_letters(producer: Producer, topic: str, metrics: RegistryMetrics) -> DeadLetters:

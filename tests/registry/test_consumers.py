@@ -11,6 +11,7 @@ import pytest
 from contracts.events import RegistryCommandIssued, RegistryCommandType, to_json
 from registry.consumers import Poison, _decode, handle_model_deployed, handle_registry_command
 from registry.errors import StoreConflict, Unstorable
+from registry.metrics import RegistryMetrics
 from tests.registry.conftest import make_deployment
 
 
@@ -57,7 +58,9 @@ def test_a_store_conflict_is_retried_not_dead_lettered(handle: Any, tmp_path: Pa
         def fail(*_args: object) -> None:
             raise error
 
-        return SimpleNamespace(register_deployment=fail, handle_command=fail)
+        return SimpleNamespace(
+            register_deployment=fail, handle_command=fail, metrics=RegistryMetrics()
+        )
 
     raw = (
         to_json(make_deployment(tmp_path))
