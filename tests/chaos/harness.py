@@ -169,6 +169,8 @@ class Trainer(ServiceProcess):
             "RELEARN_TRAINING_MAX_EPOCHS": "4",
             "RELEARN_TRAINING_PATIENCE": "2",
             "RELEARN_TRAINING_BATCH_SIZE": "64",
+            # its own /metrics port: two trainers run at once in some scenarios
+            "RELEARN_TRAINER_WEB_PORT": str(local_broker.free_port()),
             **settings,
         }
         self.state_dir = state_dir

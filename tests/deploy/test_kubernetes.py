@@ -22,9 +22,6 @@ from tests.test_docker_compose import settings_env_names
 
 KUSTOMIZE_DIR = ROOT / "deploy" / "kubernetes"
 PROMETHEUS_K8S = ROOT / "deploy" / "prometheus" / "prometheus-kubernetes.yml"
-# Settings issue #18 adds with the services' metrics and logs; the manifests set them already
-# (drop a name from here once a settings class reads it).
-PENDING_SETTINGS = {"RELEARN_TRAINER_WEB_PORT", "RELEARN_LOG_FORMAT"}
 WEB_PORTS = {"streams": 6066, "registry": 8080, "trainer": 6067}
 
 
@@ -141,7 +138,7 @@ def test_services_are_probed_on_livez_and_readyz_at_their_web_port(rendered: lis
 
 
 def test_every_setting_is_one_a_settings_class_reads(rendered: list[dict]) -> None:
-    known = settings_env_names() | PENDING_SETTINGS
+    known = settings_env_names()
     names = set(by_kind(rendered, "ConfigMap")["relearn-settings"]["data"])
     names |= set(by_kind(rendered, "Secret")["relearn-secrets"]["stringData"])
     for _workload, container in containers(rendered):

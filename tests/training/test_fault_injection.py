@@ -23,6 +23,7 @@ from registry.settings import RegistrySettings
 from relearn.commands.simulate import _faults_dir
 from simulator.scenarios import FaultPlan, Scenario
 from simulator.settings import SimulatorSettings
+from tests.conftest import free_port
 from tests.training.conftest import dataset_of
 from tests.training.kafka_helpers import command, produce_command, produce_samples, read_topic
 from training.artifacts import LocalArtifactStore
@@ -49,6 +50,7 @@ def _plant_fault_files(directory: Path) -> None:
 def _child_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELEARN_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["RELEARN_TRAINER_WEB_PORT"] = str(free_port())  # its /metrics; 6067 may be taken
     env.update(settings)
     return env
 
