@@ -10,17 +10,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.serving import DEFAULT_SCORE
+from contracts.versions import NO_MODEL_VERSION
 from registry.routing import RouteTable, bucket_of
+from registry.views import ActionOut, ModelSummary, RetrainOut, RouteOut, VersionOut
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCORE = 0.5
-NO_MODEL_VERSION = "v0.0"
+_V = TypeVar("_V", bound=BaseModel)
 
 
 class RegistryClientError(Exception):
@@ -36,12 +40,37 @@ class ArtifactIntegrityError(RegistryClientError):
     """An artifact whose bytes do not hash to the sha256 the registry recorded: never loaded."""
 
 
+class RegistryClientSettings(BaseSettings):
+    """Where an operator's client finds the registry and its token (env prefix RELEARN_)."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore", frozen=True)
+
+    registry_url: str = "http://127.0.0.1:8080"
+    api_token: SecretStr | None = None  # default: the registry's token file under state_dir
+    state_dir: Path = Path(".relearn")
+
+    def token(self) -> str | None:
+        if self.api_token is not None and self.api_token.get_secret_value():
+            return self.api_token.get_secret_value()
+        token_file = self.state_dir / "registry.token"
+        return token_file.read_text().strip() if token_file.exists() else None
+
+
 class RegistryClient:
     """Typed calls to the registry HTTP API; every failure raises RegistryClientError."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """`http`: an httpx client to send through instead (tests hand in FastAPI's TestClient)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        # One client, reused: a new one per request costs ~0.1 s (its TLS context).
+        self._http = http or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -72,19 +101,36 @@ class RegistryClient:
     def _q(value: str) -> str:
         return quote(value, safe="")
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/models").json()
+    def _parsed(self, view: type[_V], method: str, path: str, **kwargs: Any) -> _V:
+        response = self._call(method, path, **kwargs)
+        try:
+            return view.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise RegistryClientError(f"{method} {path}: unreadable answer: {exc}") from exc
 
-    def versions(self, model_type: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/models/{self._q(model_type)}/versions").json()
+    def _parsed_list(self, view: type[_V], method: str, path: str) -> list[_V]:
+        response = self._call(method, path)
+        try:
+            return TypeAdapter(list[view]).validate_json(response.content)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise RegistryClientError(f"{method} {path}: unreadable answer: {exc}") from exc
 
-    def version(self, model_type: str, version: str) -> dict[str, Any]:
+    def models(self) -> list[ModelSummary]:
+        return self._parsed_list(ModelSummary, "GET", "/models")
+
+    def model(self, model_type: str) -> ModelSummary:
+        return self._parsed(ModelSummary, "GET", f"/models/{self._q(model_type)}")
+
+    def versions(self, model_type: str) -> list[VersionOut]:
+        return self._parsed_list(VersionOut, "GET", f"/models/{self._q(model_type)}/versions")
+
+    def version(self, model_type: str, version: str) -> VersionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}"
-        return self._call("GET", path).json()
+        return self._parsed(VersionOut, "GET", path)
 
-    def route(self, model_type: str, subject_id: str) -> dict[str, Any]:
+    def route(self, model_type: str, subject_id: str) -> RouteOut:
         path = f"/models/{self._q(model_type)}/route"
-        return self._call("GET", path, params={"subject_id": subject_id}).json()
+        return self._parsed(RouteOut, "GET", path, params={"subject_id": subject_id})
 
     def artifact(self, model_type: str, version: str) -> bytes:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/artifact"
@@ -92,25 +138,25 @@ class RegistryClient:
 
     def promote(
         self, model_type: str, version: str, weights: dict[str, float] | None = None
-    ) -> dict[str, Any]:
+    ) -> ActionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/promote"
         body = {"weights": weights} if weights is not None else None
-        return self._call("POST", path, json=body).json()
+        return self._parsed(ActionOut, "POST", path, json=body)
 
-    def rollback(self, model_type: str, version: str) -> dict[str, Any]:
+    def rollback(self, model_type: str, version: str) -> ActionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/rollback"
-        return self._call("POST", path).json()
+        return self._parsed(ActionOut, "POST", path)
 
     def set_weights(
         self, model_type: str, weights: dict[str, float], force: bool = False
-    ) -> dict[str, Any]:
+    ) -> ActionOut:
         """`force`: override the traffic invariants (else a 409 `traffic_invariant`)."""
         path = f"/models/{self._q(model_type)}/weights"
         body: dict[str, Any] = {"weights": weights, **({"force": True} if force else {})}
-        return self._call("PUT", path, json=body).json()
+        return self._parsed(ActionOut, "PUT", path, json=body)
 
-    def retrain(self, model_type: str) -> dict[str, Any]:
-        return self._call("POST", f"/models/{self._q(model_type)}/retrain").json()
+    def retrain(self, model_type: str) -> RetrainOut:
+        return self._parsed(RetrainOut, "POST", f"/models/{self._q(model_type)}/retrain")
 
 
 @dataclass(frozen=True)
@@ -159,8 +205,8 @@ class ModelRouter:
         """Pull `/models` now and route by its weights from here on."""
         models = self._client.models()
         try:
-            tables = {m["model_type"]: RouteTable(m["weights"]) for m in models}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            tables = {m.model_type: RouteTable(m.weights) for m in models}
+        except ValueError as exc:  # weights no table can be built from
             raise RegistryClientError(f"unreadable /models answer: {exc!r}") from exc
         self._tables = tables
         self._refreshed.set()
@@ -206,7 +252,7 @@ class ModelRouter:
             found = self._loaded.get((model_type, version))
             if found is not None:
                 return found
-            sha256 = self._client.version(model_type, version)["sha256"]
+            sha256 = self._client.version(model_type, version).sha256
             path = self._cache_dir / model_type / f"{sha256}.onnx"
             data = _read_if_intact(path, sha256)
             if data is None:

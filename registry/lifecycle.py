@@ -14,19 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.events import ModelDeployed, RegistryEventOccurred, RegistryEventType
-from registry.domain import ModelVersion, Status
+from contracts.serving import INITIAL_CANDIDATE_WEIGHT, MAX_CANDIDATE_WEIGHT, Status
+from contracts.versions import parse_version
+from registry.domain import ModelVersion
 from registry.errors import (
     IllegalTransition,
     InvalidWeights,
     TrafficInvariantViolated,
     UnknownVersion,
 )
-from registry.versioning import assign_version, parse_version
+from registry.versioning import assign_version
 
-INITIAL_CANDIDATE_WEIGHT = 0.1
-# The most a staging version may hold (the ramp's last step before promotion): production
-# always keeps at least the rest. More than this is a promotion.
-MAX_CANDIDATE_WEIGHT = 0.5
 WEIGHT_TOLERANCE = 1e-6
 
 # Which status may become which; anything else is refused.
@@ -157,7 +155,7 @@ def _event(
         type=type_,
         model_type=model_type,
         version=version,
-        status=status.value if status else None,
+        status=status,
         weights=weights_of(state_after),
         reason=reason,
         occurred_at=now,
@@ -308,7 +306,7 @@ def plan_promote(
             model_type,
             changes=plan.changes,
             events=tuple(
-                e.model_copy(update={"version": version, "status": Status.STAGING.value})
+                e.model_copy(update={"version": version, "status": Status.STAGING})
                 for e in plan.events
             ),
         )

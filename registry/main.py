@@ -94,7 +94,7 @@ def create_app(
             topics = settings.topics
             producer = make_producer(settings.bootstrap_servers)
             app.state.producer = producer
-            publisher = OutboxPublisher(store, producer, topics.registry_events, metrics)
+            publisher = OutboxPublisher(store, producer, topics, metrics)
             service.on_change(publisher.wake)
             publisher.start()
             dead_letters = DeadLetters(

@@ -6,7 +6,7 @@ import hashlib
 from bisect import bisect_right
 from collections.abc import Mapping
 
-from registry.versioning import parse_version
+from contracts.versions import parse_version
 
 BUCKETS = 10_000
 

@@ -26,6 +26,8 @@ from rich.table import Table
 from bus import local_broker
 from bus.settings import KafkaSettings
 from contracts.events import RegistryEventOccurred, RegistryEventType, RetrainRequested
+from registry.client import RegistryClient, RegistryClientError
+from registry.views import VersionOut
 from relearn.stack import ensure_broker, ensure_topics
 from relearn.supervisor import ServiceSpec, Supervisor, relearn_argv
 from relearn.timeline import Step, TimelineFollower
@@ -132,7 +134,7 @@ class Story:
         self.env = {**os.environ, **service_environment(self.run_dir, run_id)}
         self.timeline: TimelineFollower | None = None
         self.printed = 0
-        self.versions: list[dict] = []  # the registry's versions table at the end
+        self.versions: list[VersionOut] = []  # the registry's versions table at the end
         self.performance: list[dict] = []  # streams' daily performance rows at the end
 
     # -- output ----------------------------------------------------------------------------
@@ -235,7 +237,7 @@ class Story:
             self.flush_timeline()
             try:
                 self._print_tables()
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, RegistryClientError) as exc:
                 self.say(f"could not read the final tables: {exc}", style="red")
             supervisor.stop()
             self.timeline.stop()
@@ -273,8 +275,8 @@ class Story:
         )
 
     def _print_tables(self) -> None:
-        registry = self.env["RELEARN_REGISTRY_URL"]
-        versions = httpx.get(f"{registry}/models/{MODEL_TYPE}/versions", timeout=10).json()
+        with RegistryClient(self.env["RELEARN_REGISTRY_URL"]) as registry:
+            versions = registry.versions(MODEL_TYPE)
         self.versions = versions
         table = Table(title=f"{MODEL_TYPE} versions")
         for column in (
@@ -289,16 +291,16 @@ class Story:
         ):
             table.add_column(column)
         for v in versions:
-            metrics = v.get("metrics") or {}
+            metrics = v.metrics
             table.add_row(
-                v["version"],
-                v["status"],
-                f"{v['weight']:.2f}",
+                v.version,
+                v.status,
+                f"{v.weight:.2f}",
                 _fmt(metrics.get("test_loss")),
                 _fmt(metrics.get("val_loss")),
                 str(metrics.get("train_samples", "")),
                 str(metrics.get("fault_injected", "")),
-                str(v.get("created_at", ""))[:19],
+                v.created_at.isoformat()[:19],
             )
         self.console.print(table)
         streams = self.env["RELEARN_STREAMS_URL"]

@@ -15,21 +15,13 @@ from contracts.events import (
     RetrainReason,
     RetrainRequested,
 )
+from contracts.serving import Status
 from contracts.validation import MAX_CLOCK_SKEW
+from contracts.versions import newest_version
 
-PRODUCTION = "production"
-STAGING = "staging"
 # Retrain commands remembered as answered per model type: only the one in flight is ever looked
 # up, and one retrain is in flight at a time, so a few more than that cover any reordering.
 REMEMBERED_ANSWERS = 64
-
-
-def _version_number(version: str) -> tuple[int, int]:
-    major, _, minor = version.lstrip("v").partition(".")
-    try:
-        return int(major), int(minor or 0)
-    except ValueError:
-        return (-1, -1)
 
 
 @dataclass(frozen=True)
@@ -47,18 +39,18 @@ class ModelTypeView:
 
     @property
     def production(self) -> str | None:
-        versions = [v for v, status in self.statuses.items() if status == PRODUCTION]
-        return max(versions, key=_version_number) if versions else None
+        return newest_version(
+            v for v, status in self.statuses.items() if status == Status.PRODUCTION
+        )
 
     @property
     def candidate(self) -> str | None:
         """The newest staging version that receives traffic (the one under A/B test)."""
-        versions = [
+        return newest_version(
             v
             for v, status in self.statuses.items()
-            if status == STAGING and self.weights.get(v, 0.0) > 0.0
-        ]
-        return max(versions, key=_version_number) if versions else None
+            if status == Status.STAGING and self.weights.get(v, 0.0) > 0.0
+        )
 
 
 def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurred) -> ModelTypeView:

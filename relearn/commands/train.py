@@ -202,10 +202,10 @@ def _from_lineage(settings: Any, model_type: str, version: str) -> int:
         record = registry.version_record(model_type, version)
     except LookupError as exc:
         raise TrainCommandError(str(exc)) from exc
-    if not record.get("lineage"):
+    if not record.lineage:
         raise TrainCommandError(f"{model_type} {version} has no lineage (a manual deploy?)")
-    lineage = Lineage.model_validate(record["lineage"])
-    recorded = dict(record.get("metrics") or {})
+    lineage = Lineage.model_validate(record.lineage)
+    recorded = dict(record.metrics)
     print(f"Reproducing {model_type} {version} from {lineage.topic} offsets {lineage.offsets}")
     result = reproduce(
         build_pipeline(settings, faults=False),

@@ -26,6 +26,7 @@ from registry.main import create_app
 from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
+from registry.views import VersionOut
 from tests.registry.conftest import make_deployment, wait_for
 
 TOKEN = "kafka-token"
@@ -84,7 +85,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
 def snapshot(service: RegistryService) -> tuple:
     store = service.store
     return (
-        [[v.to_dict() for v in store.versions(t)] for t in store.model_types()],
+        [[VersionOut.of(v).model_dump() for v in store.versions(t)] for t in store.model_types()],
         store.event_count(),
     )
 
