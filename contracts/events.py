@@ -202,7 +202,14 @@ class RegistryEventType(StrEnum):
     VERSION_PROMOTED = "version_promoted"
     VERSION_ROLLED_BACK = "version_rolled_back"
     VERSION_ARCHIVED = "version_archived"
+    # The trainer's: a retrain command ended without a model (gate, training error, superseded).
     DEPLOYMENT_REJECTED = "deployment_rejected"
+    # The registry's: it refused a model-deployed (unknown type, signature, artifact checks).
+    ARTIFACT_REJECTED = "artifact_rejected"
+
+
+# Events that answer a retrain command without a new version; they change no weight.
+REJECTIONS = frozenset({RegistryEventType.DEPLOYMENT_REJECTED, RegistryEventType.ARTIFACT_REJECTED})
 
 
 class RegistryEventOccurred(_Internal):

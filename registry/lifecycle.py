@@ -264,9 +264,9 @@ def plan_rejection(
     now: datetime,
     command_id: str | None = None,
 ) -> Plan:
-    """No change, one `deployment_rejected` event saying why."""
+    """No change, one `artifact_rejected` event saying why."""
     event = _event(
-        RegistryEventType.DEPLOYMENT_REJECTED,
+        RegistryEventType.ARTIFACT_REJECTED,
         state,
         model_type,
         None,

@@ -347,5 +347,6 @@ def _style(step: Step) -> str:
             RegistryEventType.VERSION_ROLLED_BACK: "bold red",
             RegistryEventType.VERSION_PROMOTED: "bold green",
             RegistryEventType.DEPLOYMENT_REJECTED: "red",
+            RegistryEventType.ARTIFACT_REJECTED: "red",
         }.get(event.type, "cyan")
     return ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from contracts.events import (
+    REJECTIONS,
     RegistryEventOccurred,
     RegistryEventType,
     RetrainReason,
@@ -59,7 +60,7 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
     answered = answered_command(event)
     if answered is not None and answered not in current.answered:
         current = replace(current, answered=(*current.answered, answered)[-REMEMBERED_ANSWERS:])
-    if event.type is RegistryEventType.DEPLOYMENT_REJECTED:
+    if event.type in REJECTIONS:
         return current  # nothing was registered, no weight changed
     statuses = dict(current.statuses)
     if event.version and event.status:
@@ -74,11 +75,9 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
 
 def answered_command(event: RegistryEventOccurred) -> str | None:
     """The retrain command a registry event ends, if any: the `command_id` in the details of a
-    `version_registered` or a `deployment_rejected` (the trainer's, `superseded` included)."""
-    if event.type not in (
-        RegistryEventType.VERSION_REGISTERED,
-        RegistryEventType.DEPLOYMENT_REJECTED,
-    ):
+    `version_registered`, a `deployment_rejected` (the trainer's, `superseded` included) or an
+    `artifact_rejected` (the registry's)."""
+    if event.type is not RegistryEventType.VERSION_REGISTERED and event.type not in REJECTIONS:
         return None
     command = (event.details or {}).get("command_id")
     return command if isinstance(command, str) and command else None

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-REJECTED = "deployment_rejected"
+from contracts.events import REJECTIONS
+
+# The trainer's deployment_rejected and the registry's artifact_rejected.
+REJECTED = frozenset(t.value for t in REJECTIONS)
 DEFAULT_MAX_ITEMS = 500
 DEFAULT_MAX_MODEL_TYPES = 64
 
@@ -131,7 +134,7 @@ class DashboardHistory:
                 return False
             entry = registry_event_entry(event)
             history.events.append(entry)
-            if entry["type"] == REJECTED:
+            if entry["type"] in REJECTED:
                 # A rejection changes no traffic; the trainer's carries no weight map at all.
                 history.rejections.append(rejection_entry(event))
             else:

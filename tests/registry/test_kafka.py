@@ -153,7 +153,7 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
     ]
     assert len(events) == before[1]
     assert {m.key() for m in read_topic(kafka_bootstrap, topics.registry_events, 1)} == {key}
-    rejected = [e for e in events if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
+    rejected = [e for e in events if e.type is RegistryEventType.ARTIFACT_REJECTED]
     assert [e.reason for e in rejected] == ["sha256_mismatch"]
     assert events[-1].type is RegistryEventType.VERSION_ROLLED_BACK
     assert events[-1].weights == {"v1.0": 1.0}

@@ -249,7 +249,7 @@ def test_a_forced_state_still_answers_rejections_and_ignores_duplicates(
 
     bad = deployment(seed=2, command_id="c2", input_shape=[None, 5])
     assert service.register_deployment(bad).outcome == "rejected"
-    rejected = [e for e in _events(store) if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
+    rejected = [e for e in _events(store) if e.type is RegistryEventType.ARTIFACT_REJECTED]
     assert [(e.details or {}).get("command_id") for e in rejected] == ["c2"]
 
     again = deployment(seed=3, command_id="c1")
