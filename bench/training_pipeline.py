@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.registry_route import free_port, start_server, stop_server  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_consumer, make_producer  # noqa: E402
+from bus.settings import KafkaSettings  # noqa: E402
 from contracts.events import RetrainReason, RetrainRequested, to_json  # noqa: E402
 from contracts.model_types import Loss, ModelTypeCatalog, ModelTypeSpec  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
@@ -324,7 +325,7 @@ def main() -> int:
     logging.basicConfig(
         level=os.environ.get("BENCH_LOG", "ERROR"), format="%(asctime)s %(name)s %(message)s"
     )
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    bootstrap = KafkaSettings().bootstrap_servers
 
     epochs = (
         f"{args.epochs} epochs" if args.epochs else "max 100 epochs, early stopping (patience 10)"

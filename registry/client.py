@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.serving import DEFAULT_SCORE
 from contracts.versions import NO_MODEL_VERSION
+from registry.errors import RegistryError
 from registry.routing import RouteTable, bucket_of
 from registry.views import ActionOut, ModelSummary, RetrainOut, RouteOut, VersionOut
 
@@ -27,13 +28,16 @@ log = logging.getLogger(__name__)
 _V = TypeVar("_V", bound=BaseModel)
 
 
-class RegistryClientError(Exception):
-    """A registry call that failed: HTTP status (None when unreachable) and the server's detail."""
+class RegistryClientError(RegistryError):
+    """A registry call that failed: HTTP status (None when unreachable) and the server's code."""
+
+    code = "registry_call_failed"
 
     def __init__(self, message: str, status_code: int | None = None, code: str | None = None):
         super().__init__(message)
         self.status_code = status_code
-        self.code = code
+        if code is not None:
+            self.code = code
 
 
 class ArtifactIntegrityError(RegistryClientError):

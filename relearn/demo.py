@@ -28,6 +28,7 @@ from bus.settings import KafkaSettings
 from contracts.events import RegistryEventOccurred, RegistryEventType, RetrainRequested
 from registry.client import RegistryClient, RegistryClientError
 from registry.views import VersionOut
+from relearn.errors import RelearnError
 from relearn.stack import ensure_broker, ensure_topics
 from relearn.supervisor import ServiceSpec, Supervisor, relearn_argv
 from relearn.timeline import Step, TimelineFollower
@@ -38,7 +39,7 @@ WEAK_PRODUCTION_STRENGTH = 0.6  # the first production model is mildly degraded 
 BAD_CANDIDATE_STRENGTH = 1.0  # ... the first candidate is broken, the next one is healthy
 
 
-class DemoFailed(Exception):
+class DemoFailed(RelearnError):
     """A step of the story did not happen in time; the message says which."""
 
 

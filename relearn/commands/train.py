@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relearn.errors import RelearnError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
@@ -39,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=_run)
 
 
-class TrainCommandError(Exception):
-    user_facing = True
+class TrainCommandError(RelearnError):
+    """A `relearn train` invocation that cannot run as asked."""
 
 
 def _run(args: argparse.Namespace) -> int:
