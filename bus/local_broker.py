@@ -208,7 +208,7 @@ def free_port(count: int = 1) -> int:
     for _ in range(200):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
         if port + 100 + count > 65535:
             continue
         candidates = [port + i for i in range(count)] + [port + 100 + i for i in range(count)]

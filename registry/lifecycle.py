@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from contracts.events import ModelDeployed, RegistryEventOccurred, RegistryEventType
 from contracts.serving import INITIAL_CANDIDATE_WEIGHT, MAX_CANDIDATE_WEIGHT, Status
@@ -149,7 +150,7 @@ def _event(
     status: Status | None,
     reason: str,
     now: datetime,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
 ) -> RegistryEventOccurred:
     return RegistryEventOccurred(
         type=type_,

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,12 +112,18 @@ def wait_log(path: Path, text: str, timeout: float, what: str) -> None:
     raise DemoFailed(f"{what} did not log {text!r} within {timeout:.0f} s (see {path})")
 
 
-def is_event(kind: RegistryEventType, version: str | None = None) -> Callable[[BaseModel], bool]:
+def is_event(
+    kind: RegistryEventType, version: str | None = None, other_than: Iterable[str | None] = ()
+) -> Callable[[BaseModel], bool]:
+    """A registry event of this kind (of `version`, or of a version not in `other_than`)."""
+    excluded = set(other_than)
+
     def matches(event: BaseModel) -> bool:
         return (
             isinstance(event, RegistryEventOccurred)
             and event.type is kind
             and (version is None or event.version == version)
+            and event.version not in excluded
         )
 
     return matches
@@ -259,7 +265,7 @@ class Story:
             style="yellow",
         )
         bad = self.wait_for(
-            lambda e: is_event(RegistryEventType.VERSION_REGISTERED)(e) and e.version != production,  # type: ignore[attr-defined]
+            is_event(RegistryEventType.VERSION_REGISTERED, other_than={production}),
             "a candidate registered",
         )
         bad_version = bad.event.version  # type: ignore[attr-defined]
@@ -268,10 +274,7 @@ class Story:
             f"{bad_version} rolled back",
         )
         self.wait_for(
-            lambda e: (
-                is_event(RegistryEventType.VERSION_PROMOTED)(e)
-                and e.version not in {production, bad_version}
-            ),  # type: ignore[attr-defined]
+            is_event(RegistryEventType.VERSION_PROMOTED, other_than={production, bad_version}),
             "a healthy candidate promoted to production",
         )
 

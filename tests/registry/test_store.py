@@ -115,7 +115,7 @@ def test_concurrent_writers_get_unique_versions(
         try:
             for _ in range(50):
                 register(store, template.model_copy(update={"deployment_id": new_id()}))
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer) for _ in range(8)]
