@@ -125,7 +125,8 @@ def create_app(
             ]
             for consumer in app.state.consumers:
                 consumer.start()
-        app.state.dashboard = start_dashboard(settings)
+        # Another instance's change reaches this one's route cache through registry-events.
+        app.state.dashboard = start_dashboard(settings, service.invalidate_route)
         log.info(
             "registry ready database=%s artifact_dir=%s kafka=%s",
             _redact(settings.resolved_database_url()),

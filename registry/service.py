@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +73,10 @@ class RegistryService:
         self.max_candidate_weight = max_candidate_weight
         self.route_cache_seconds = route_cache_seconds
         self._serving: dict[str, _Serving] = {}
+        # Bumped on every change of a model type's weights (ours, or another instance's seen on
+        # registry-events): a table read before the bump is never cached after it.
+        self._generations: dict[str, int] = {}
+        self._ticks = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -207,7 +212,7 @@ class RegistryService:
         if result.duplicate or result.plan is None:
             log.info("duplicate message_id=%s model_type=%s ignored", message_id, model_type)
             return result
-        self._serving.pop(model_type, None)
+        self.invalidate_route(model_type)
         self._count(model_type, result)
         self._notify()
         return result
@@ -295,19 +300,29 @@ class RegistryService:
             found.artifact_uri, found.sha256, found.size_bytes
         ), found.sha256
 
+    def invalidate_route(self, model_type: str) -> None:
+        """Forget the cached route table of a model type: its weights changed (here, or on
+        another registry instance: the dashboard's follower of registry-events calls this)."""
+        self._generations[model_type] = next(self._ticks)
+        self._serving.pop(model_type, None)
+
     def route(self, model_type: str, subject_id: str) -> RouteOut:
         """The version serving this subject; version null before any exists."""
         cached = self.route_cached(model_type, subject_id)
         if cached is not None:
             return cached
         self.require_model_type(model_type)
+        generation = self._generations.get(model_type)
         _revision, rows = self.store.serving(model_type)
-        self._serving[model_type] = _Serving(
+        serving = _Serving(
             expires_at=time.monotonic() + self.route_cache_seconds,
             table=RouteTable({v: w for v, (w, _) in rows.items()}),
             shas={v: sha for v, (_, sha) in rows.items()},
         )
-        return self._route_with(self._serving[model_type], model_type, subject_id)
+        # A change committed while we read may be missing from `rows`: answer, but do not cache.
+        if self._generations.get(model_type) == generation:
+            self._serving[model_type] = serving
+        return self._route_with(serving, model_type, subject_id)
 
     def route_cached(self, model_type: str, subject_id: str) -> RouteOut | None:
         """`route` from the in-memory table when it is fresh (no I/O), else None."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,13 @@ class DashboardHistory:
         self._by_type: dict[str, ModelTypeHistory] = {}
         self._applied: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str], None]] = []
         self.records_applied = 0
+
+    def on_weights_event(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(model_type)` for every registry event that may change weights (the
+        registry's route cache forgets that model type: another instance may have made it)."""
+        self._listeners.append(listener)
 
     def _history_of(self, model_type: str) -> ModelTypeHistory | None:
         history = self._by_type.get(model_type)
@@ -126,6 +132,9 @@ class DashboardHistory:
         model_type = event.get("model_type")
         if not isinstance(model_type, str) or not event.get("type"):
             return False
+        if event.get("type") not in REJECTED:
+            for listener in self._listeners:
+                listener(model_type)
         with self._lock:
             if offset >= 0 and self._is_replay(source, offset):
                 return False
