@@ -50,21 +50,7 @@ class VersionOut(_View):
 
     @classmethod
     def of(cls, version: ModelVersion) -> VersionOut:
-        return cls(
-            model_type=version.model_type,
-            version=version.version,
-            status=version.status,
-            weight=version.weight,
-            metrics=version.metrics,
-            baseline_metrics=version.baseline_metrics,
-            lineage=version.lineage,
-            sha256=version.sha256,
-            artifact_uri=version.artifact_uri,
-            size_bytes=version.size_bytes,
-            created_at=version.created_at,
-            deployment_id=version.deployment_id,
-            command_id=version.command_id,
-        )
+        return cls.model_validate(version, from_attributes=True)
 
 
 class RouteOut(_View):

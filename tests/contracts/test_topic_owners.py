@@ -82,31 +82,30 @@ def test_code_names_only_the_topics_its_service_writes_or_reads() -> None:
     assert offenders == []
 
 
+# What builds a registry event or a retrain command, and the enum naming which one.
+BUILDERS = {
+    "RegistryEventOccurred": ("RegistryEventType", RegistryEventType, REGISTRY_EVENT_WRITER),
+    "_event": ("RegistryEventType", RegistryEventType, REGISTRY_EVENT_WRITER),  # registry.lifecycle
+    "RetrainRequested": ("RetrainReason", RetrainReason, RETRAIN_REASON_WRITER),
+}
+
+
 def test_registry_events_and_retrain_commands_are_built_by_their_one_writer() -> None:
     offenders = []
     seen: set[str] = set()
     for path, party, tree in _modules():
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
+            if not isinstance(node, ast.Call) or _called(node) not in BUILDERS:
                 continue
-            name = _called(node)
-            arguments = [*node.args, *(k.value for k in node.keywords)]
-            if name in ("RegistryEventOccurred", "_event"):
-                for argument in arguments:
-                    member = _enum_member(argument, "RegistryEventType")
-                    if member is not None:
-                        value = RegistryEventType[member].value
-                        seen.add(value)
-                        if REGISTRY_EVENT_WRITER[value] is not party:
-                            offenders.append(f"{path}:{node.lineno} {party} writes {value}")
-            if name == "RetrainRequested":
-                for argument in arguments:
-                    member = _enum_member(argument, "RetrainReason")
-                    if member is not None:
-                        value = RetrainReason[member].value
-                        seen.add(value)
-                        if RETRAIN_REASON_WRITER[value] is not party:
-                            offenders.append(f"{path}:{node.lineno} {party} writes {value}")
+            enum_name, enum, writer = BUILDERS[_called(node)]
+            for argument in [*node.args, *(k.value for k in node.keywords)]:
+                member = _enum_member(argument, enum_name)
+                if member is None:
+                    continue
+                value = enum[member].value
+                seen.add(value)
+                if writer[value] is not party:
+                    offenders.append(f"{path}:{node.lineno} {party} writes {value}")
     assert offenders == []
     # the scan finds the writers at all: the trainer's rejection and the registry's retrain
     assert {"deployment_rejected", "artifact_rejected", "manual"} <= seen
