@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.serving import DEFAULT_SCORE
 from contracts.versions import NO_MODEL_VERSION
 from registry.errors import RegistryError
-from registry.routing import Bucketer, RouteTable
+from registry.routing import SubjectRoutes
 from registry.views import ActionOut, ModelSummary, RetrainOut, RouteOut, VersionOut
 
 log = logging.getLogger(__name__)
@@ -179,22 +179,17 @@ class _Loaded:
     # up in the session's metadata on each call.
     outputs: list[str]
     sha256: str
-    as_row: Callable[[Sequence[float]], Any]  # features -> a float32 (1, n) array
+    asarray: Callable[..., Any]  # numpy.asarray, imported with the first session, not the module
+    float32: Any
 
 
-class _Route:
-    """One model type's routing, built per refresh: its weights' table, its hash prefix, and the
-    sessions of its versions as they are used (the router's `_loaded` stays the one owner)."""
+class _Route(SubjectRoutes):
+    """One model type's routing, built per refresh, with the sessions of its versions as they
+    are used (the router's `_loaded` stays their one owner)."""
 
-    __slots__ = ("bucketer", "sessions", "table")
-
-    def __init__(self, bucketer: Bucketer, table: RouteTable) -> None:
-        self.bucketer = bucketer
-        self.table = table
+    def __init__(self, model_type: str, weights: Mapping[str, float]) -> None:
+        super().__init__(model_type, weights)
         self.sessions: dict[str, _Loaded] = {}
-
-    def version_for(self, subject_id: str) -> str | None:
-        return self.table.version_for(self.bucketer.bucket_of(subject_id))
 
 
 class ModelRouter:
@@ -229,16 +224,12 @@ class ModelRouter:
         """Pull `/models` now and route by its weights from here on."""
         models = self._client.models()
         try:
-            tables = {m.model_type: RouteTable(m.weights) for m in models}
+            routes = {m.model_type: _Route(m.model_type, m.weights) for m in models}
         except ValueError as exc:  # weights no table can be built from
             raise RegistryClientError(f"unreadable /models answer: {exc!r}") from exc
-        old = self._routes
-        self._routes = {
-            t: _Route(old[t].bucketer if t in old else Bucketer(t), table)
-            for t, table in tables.items()
-        }
+        self._routes = routes
         self._refreshed.set()
-        self._drop_unrouted({(t, v) for t, table in tables.items() for v in table.versions})
+        self._drop_unrouted({(t, v) for t, route in routes.items() for v in route.versions})
 
     def _drop_unrouted(self, routed: set[tuple[str, str]]) -> None:
         with self._load_lock:
@@ -263,7 +254,7 @@ class ModelRouter:
         if not self._refreshed.is_set():
             self.refresh()
         route = self._routes.get(model_type)
-        return route.version_for(subject_id) if route else None
+        return route.version_of(subject_id) if route else None
 
     def predict(self, model_type: str, subject_id: str, features: Sequence[float]) -> Prediction:
         """The score of the version this subject is routed to; 0.5 / v0.0 before any version.
@@ -275,13 +266,14 @@ class ModelRouter:
         if route is None and not self._refreshed.is_set():
             self.refresh()
             route = self._routes.get(model_type)
-        version = route.version_for(subject_id) if route is not None else None
+        version = route.version_of(subject_id) if route is not None else None
         if route is None or version is None:
             return Prediction(DEFAULT_SCORE, NO_MODEL_VERSION, None)
         loaded = route.sessions.get(version)
         if loaded is None:
             loaded = route.sessions[version] = self._load(model_type, version)
-        output = loaded.session.run(loaded.outputs, {loaded.input_name: loaded.as_row(features)})[0]
+        row = loaded.asarray(features, loaded.float32).reshape(1, -1)
+        output = loaded.session.run(loaded.outputs, {loaded.input_name: row})[0]
         return Prediction(output.item(0), version, loaded.sha256)
 
     def _load(self, model_type: str, version: str) -> _Loaded:
@@ -303,6 +295,7 @@ class ModelRouter:
                 partial = path.with_suffix(f".{os.getpid()}.part")
                 partial.write_bytes(data)
                 partial.replace(path)
+            import numpy
             import onnxruntime as ort
 
             options = ort.SessionOptions()
@@ -314,7 +307,8 @@ class ModelRouter:
                 session.get_inputs()[0].name,
                 [session.get_outputs()[0].name],
                 sha256,
-                _row_maker(),
+                numpy.asarray,
+                numpy.float32,
             )
             self._loaded[(model_type, version)] = loaded
             log.info("loaded model_type=%s version=%s sha256=%s", model_type, version, sha256)
@@ -330,19 +324,6 @@ class ModelRouter:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _row_maker() -> Callable[[Sequence[float]], Any]:
-    """features -> the float32 (1, n) array a session takes; numpy is imported with the first
-    session, not with this module (a client that only reads the registry never needs it)."""
-    import numpy
-
-    asarray, float32 = numpy.asarray, numpy.float32
-
-    def as_row(features: Sequence[float]) -> Any:
-        return asarray(features, dtype=float32).reshape(1, -1)
-
-    return as_row
 
 
 def _read_if_intact(path: Path, sha256: str) -> bytes | None:
