@@ -9,17 +9,12 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.service import RegistryService
-from registry.settings import RegistrySettings
 
 _bearer = HTTPBearer(auto_error=False, description="RELEARN_API_TOKEN")
 
 
 async def get_service(request: Request) -> RegistryService:
     return request.app.state.service
-
-
-async def get_settings(request: Request) -> RegistrySettings:
-    return request.app.state.settings
 
 
 async def require_kafka(request: Request) -> None:
@@ -46,6 +41,5 @@ async def require_token(
 
 
 Service = Annotated[RegistryService, Depends(get_service)]
-Settings = Annotated[RegistrySettings, Depends(get_settings)]
 KafkaEnabled = Annotated[None, Depends(require_kafka)]
 Operator = Annotated[str, Depends(require_token)]
