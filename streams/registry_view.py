@@ -30,7 +30,7 @@ class ModelTypeView:
     """Statuses and the full weight map of one model type, as of its last registry event."""
 
     model_type: str
-    statuses: Mapping[str, str] = field(default_factory=dict)
+    statuses: Mapping[str, Status] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     changed_at: datetime | None = None  # when the weights last changed
     manual_retrain_at: datetime | None = None  # requested_at of the newest manual retrain
