@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 import torch
 from confluent_kafka import OFFSET_END, TopicPartition
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -306,6 +307,14 @@ def inference_latency(iterations: int = 3000, warm_up: int = 200) -> dict[str, f
     }
 
 
+class BenchSettings(BaseSettings):
+    """BENCH_LOG: the log level of this script (ERROR by default: the tables are the output)."""
+
+    model_config = SettingsConfigDict(env_prefix="BENCH_", extra="ignore")
+
+    log: str = "ERROR"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -322,9 +331,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.epochs, args.repeats, args.production_epochs = [2_000], 3, 1, 1
-    logging.basicConfig(
-        level=os.environ.get("BENCH_LOG", "ERROR"), format="%(asctime)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=BenchSettings().log, format="%(asctime)s %(name)s %(message)s")
     bootstrap = KafkaSettings().bootstrap_servers
 
     epochs = (
