@@ -43,7 +43,11 @@ class FirstSightings(Protocol):
     def __setitem__(self, event_id: str, first_seen: list[int]) -> None: ...
 
 
-class MalformedSample(Exception):
+class StreamsError(Exception):
+    """Root of streams' errors."""
+
+
+class MalformedSample(StreamsError):
     """A record on training-samples that is not a sample: poison for the counting agent."""
 
 
