@@ -34,7 +34,7 @@ class TableViews:
         self._rows_samples: dict[str, int] = defaultdict(int)
         # model type -> states read but not shown yet (their rows are not all read), oldest first
         self._held_back: dict[str, list[Any]] = {}
-        self._tail = TopicTail(
+        self._tail: TopicTail[bytes] = TopicTail(
             bootstrap_servers, list(changelogs.values()), self.apply, "table-views"
         )
 
