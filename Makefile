@@ -47,9 +47,13 @@ bench: setup
 
 LINTED := contracts bus streams training registry simulator relearn tests bench scripts
 
+# ruff (style, blind excepts, complexity), mypy (strict on contracts/, bus/ and the pure rules) and
+# import-linter (layers, services independent); CI runs it before the tests.
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 kafka-up: setup
 	$(BIN)/relearn kafka up

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bus.admin import create_topics  # noqa: E402
+from bus.settings import KafkaSettings  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.events, args.runs = 2_000, 2
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    bootstrap = KafkaSettings().bootstrap_servers
     prefix = f"bench-sim-{uuid.uuid4().hex[:8]}-"
     create_topics(bootstrap, Topics(prefix), partitions=4, replication=1)
     load_start = os.getloadavg()[0]

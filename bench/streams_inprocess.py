@@ -29,6 +29,7 @@ from rocksdict import Options, Rdict  # noqa: E402
 from bus.clients import make_producer  # noqa: E402
 from contracts.events import TrainingSampleForwarded, to_json  # noqa: E402
 from contracts.model_types import ModelTypeCatalog  # noqa: E402
+from contracts.serving import Status  # noqa: E402
 from contracts.validation import validate_outcome  # noqa: E402
 from streams import processing  # noqa: E402
 from streams.registry_view import ModelTypeView  # noqa: E402
@@ -58,7 +59,7 @@ def per_call_us(
     return statistics.median(values)
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901 - a linear script of measurements, one branch per option
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per round")
     parser.add_argument("--rounds", type=int, default=7)
@@ -154,7 +155,7 @@ def main() -> int:
 
         canary = ModelTypeView(
             model_type="outcome_prediction",
-            statuses={"v1.0": "production", "v1.1": "staging"},
+            statuses={"v1.0": Status.PRODUCTION, "v1.1": Status.STAGING},
             weights={"v1.0": 0.9, "v1.1": 0.1},
             changed_at=now - timedelta(days=30),
         )

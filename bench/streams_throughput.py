@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_consumer, make_producer  # noqa: E402
+from bus.settings import KafkaSettings  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from streams.testing import outcome_events  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -298,7 +299,7 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    bootstrap = KafkaSettings().bootstrap_servers
     run = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)

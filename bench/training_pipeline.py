@@ -32,12 +32,14 @@ import numpy as np
 import orjson
 import torch
 from confluent_kafka import OFFSET_END, TopicPartition
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.registry_route import free_port, start_server, stop_server  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import READER, make_consumer, make_producer  # noqa: E402
+from bus.settings import KafkaSettings  # noqa: E402
 from contracts.events import RetrainReason, RetrainRequested, to_json  # noqa: E402
 from contracts.model_types import Loss, ModelTypeCatalog, ModelTypeSpec  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
@@ -303,6 +305,14 @@ def inference_latency(iterations: int = 3000, warm_up: int = 200) -> dict[str, f
     }
 
 
+class BenchSettings(BaseSettings):
+    """BENCH_LOG: the log level of this script (ERROR by default: the tables are the output)."""
+
+    model_config = SettingsConfigDict(env_prefix="BENCH_", extra="ignore")
+
+    log: str = "ERROR"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -319,10 +329,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.epochs, args.repeats, args.production_epochs = [2_000], 3, 1, 1
-    logging.basicConfig(
-        level=os.environ.get("BENCH_LOG", "ERROR"), format="%(asctime)s %(name)s %(message)s"
-    )
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    logging.basicConfig(level=BenchSettings().log, format="%(asctime)s %(name)s %(message)s")
+    bootstrap = KafkaSettings().bootstrap_servers
 
     epochs = (
         f"{args.epochs} epochs" if args.epochs else "max 100 epochs, early stopping (patience 10)"

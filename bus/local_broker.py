@@ -16,6 +16,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from bus.clients import broker_count
 
 KAFKA_VERSION = "4.1.1"
@@ -27,9 +30,17 @@ class BrokerError(Exception):
     """The local broker could not be set up, started or stopped."""
 
 
+class LocalBrokerSettings(BaseSettings):
+    """RELEARN_CACHE_DIR (the jars) and RELEARN_KAFKA_HEAP; read when a broker is set up."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore", frozen=True)
+
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "relearn")
+    kafka_heap: str = DEFAULT_HEAP
+
+
 def cache_dir(version: str = KAFKA_VERSION) -> Path:
-    root = Path(os.environ.get("RELEARN_CACHE_DIR", Path.home() / ".cache" / "relearn"))
-    return root / "kafka" / version
+    return LocalBrokerSettings().cache_dir / "kafka" / version
 
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -110,7 +121,7 @@ def require_java() -> None:
 
 
 def default_heap() -> str:
-    return os.environ.get("RELEARN_KAFKA_HEAP", DEFAULT_HEAP)
+    return LocalBrokerSettings().kafka_heap
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,7 @@ def free_port(count: int = 1) -> int:
     for _ in range(200):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
         if port + 100 + count > 65535:
             continue
         candidates = [port + i for i in range(count)] + [port + 100 + i for i in range(count)]

@@ -10,9 +10,8 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-VERSION_PATTERN = r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
-Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
-
+from contracts.serving import Status
+from contracts.versions import Version
 
 # The largest magnitude a prediction or feature may have: far beyond any real score or feature,
 # and small enough that the A/B test's sums of fourth powers stay finite.
@@ -80,7 +79,7 @@ class TrainingSampleForwarded(_Internal):
 
     event_id: str
     model_type: ModelTypeName
-    model_version: str
+    model_version: Version
     features: list[float]
     prediction: BoundedFloat
     outcome_score: float = Field(ge=0.0, le=1.0)
@@ -89,34 +88,27 @@ class TrainingSampleForwarded(_Internal):
 
     @classmethod
     def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
-        return cls(
-            event_id=str(event.event_id),
-            model_type=event.model_type,
-            model_version=event.model_version,
-            features=event.features,
-            prediction=event.prediction,
-            outcome_score=event.outcome_score,
-            positive_outcome=event.positive_outcome,
-            occurred_at=event.occurred_at,
-        )
+        return cls(**_forwarded_fields(event, None))
 
     @staticmethod
     def json_from_outcome(event: OutcomeEvent, event_id: str | None = None) -> bytes:
         """`to_json(from_outcome(event))` in meaning, without building the model: the streams
         hot path forwards every valid event, and this is ~5x cheaper."""
-        return orjson.dumps(
-            {
-                "event_id": event_id if event_id is not None else str(event.event_id),
-                "model_type": event.model_type,
-                "model_version": event.model_version,
-                "features": event.features,
-                "prediction": event.prediction,
-                "outcome_score": event.outcome_score,
-                "positive_outcome": event.positive_outcome,
-                "occurred_at": event.occurred_at,
-            },
-            option=orjson.OPT_UTC_Z,
-        )
+        return orjson.dumps(_forwarded_fields(event, event_id), option=orjson.OPT_UTC_Z)
+
+
+def _forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, Any]:
+    """The forwarded sample's fields, spelled once for the model and for the orjson fast path."""
+    return {
+        "event_id": event_id if event_id is not None else str(event.event_id),
+        "model_type": event.model_type,
+        "model_version": event.model_version,
+        "features": event.features,
+        "prediction": event.prediction,
+        "outcome_score": event.outcome_score,
+        "positive_outcome": event.positive_outcome,
+        "occurred_at": event.occurred_at,
+    }
 
 
 class RetrainReason(StrEnum):
@@ -210,7 +202,14 @@ class RegistryEventType(StrEnum):
     VERSION_PROMOTED = "version_promoted"
     VERSION_ROLLED_BACK = "version_rolled_back"
     VERSION_ARCHIVED = "version_archived"
+    # The trainer's: a retrain command ended without a model (gate, training error, superseded).
     DEPLOYMENT_REJECTED = "deployment_rejected"
+    # The registry's: it refused a model-deployed (unknown type, signature, artifact checks).
+    ARTIFACT_REJECTED = "artifact_rejected"
+
+
+# Events that answer a retrain command without a new version; they change no weight.
+REJECTIONS = frozenset({RegistryEventType.DEPLOYMENT_REJECTED, RegistryEventType.ARTIFACT_REJECTED})
 
 
 class RegistryEventOccurred(_Internal):
@@ -220,7 +219,7 @@ class RegistryEventOccurred(_Internal):
     type: RegistryEventType
     model_type: ModelTypeName
     version: str | None = None
-    status: str | None = None
+    status: Status | None = None
     weights: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
     occurred_at: UtcDateTime = Field(default_factory=utc_now)

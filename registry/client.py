@@ -7,41 +7,74 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registry.routing import RouteTable, bucket_of
+from contracts.serving import DEFAULT_SCORE
+from contracts.versions import NO_MODEL_VERSION
+from registry.errors import RegistryError
+from registry.routing import SubjectRoutes
+from registry.views import ActionOut, ModelSummary, RetrainOut, RouteOut, VersionOut
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCORE = 0.5
-NO_MODEL_VERSION = "v0.0"
+_V = TypeVar("_V", bound=BaseModel)
 
 
-class RegistryClientError(Exception):
-    """A registry call that failed: HTTP status (None when unreachable) and the server's detail."""
+class RegistryClientError(RegistryError):
+    """A registry call that failed: HTTP status (None when unreachable) and the server's code."""
+
+    code = "registry_call_failed"
 
     def __init__(self, message: str, status_code: int | None = None, code: str | None = None):
         super().__init__(message)
         self.status_code = status_code
-        self.code = code
+        if code is not None:
+            self.code = code
 
 
 class ArtifactIntegrityError(RegistryClientError):
     """An artifact whose bytes do not hash to the sha256 the registry recorded: never loaded."""
 
 
+class RegistryClientSettings(BaseSettings):
+    """Where an operator's client finds the registry and its token (env prefix RELEARN_)."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore", frozen=True)
+
+    registry_url: str = "http://127.0.0.1:8080"
+    api_token: SecretStr | None = None  # default: the registry's token file under state_dir
+    state_dir: Path = Path(".relearn")
+
+    def token(self) -> str | None:
+        if self.api_token is not None and self.api_token.get_secret_value():
+            return self.api_token.get_secret_value()
+        token_file = self.state_dir / "registry.token"
+        return token_file.read_text().strip() if token_file.exists() else None
+
+
 class RegistryClient:
     """Typed calls to the registry HTTP API; every failure raises RegistryClientError."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """`http`: an httpx client to send through instead (tests hand in FastAPI's TestClient)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        # One client, reused: a new one per request costs ~0.1 s (its TLS context).
+        self._http = http or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -72,19 +105,36 @@ class RegistryClient:
     def _q(value: str) -> str:
         return quote(value, safe="")
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/models").json()
+    def _parsed(self, view: type[_V], method: str, path: str, **kwargs: Any) -> _V:
+        response = self._call(method, path, **kwargs)
+        try:
+            return view.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise RegistryClientError(f"{method} {path}: unreadable answer: {exc}") from exc
 
-    def versions(self, model_type: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/models/{self._q(model_type)}/versions").json()
+    def _parsed_list(self, view: type[_V], method: str, path: str) -> list[_V]:
+        response = self._call(method, path)
+        try:
+            return TypeAdapter(list[view]).validate_json(response.content)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise RegistryClientError(f"{method} {path}: unreadable answer: {exc}") from exc
 
-    def version(self, model_type: str, version: str) -> dict[str, Any]:
+    def models(self) -> list[ModelSummary]:
+        return self._parsed_list(ModelSummary, "GET", "/models")
+
+    def model(self, model_type: str) -> ModelSummary:
+        return self._parsed(ModelSummary, "GET", f"/models/{self._q(model_type)}")
+
+    def versions(self, model_type: str) -> list[VersionOut]:
+        return self._parsed_list(VersionOut, "GET", f"/models/{self._q(model_type)}/versions")
+
+    def version(self, model_type: str, version: str) -> VersionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}"
-        return self._call("GET", path).json()
+        return self._parsed(VersionOut, "GET", path)
 
-    def route(self, model_type: str, subject_id: str) -> dict[str, Any]:
+    def route(self, model_type: str, subject_id: str) -> RouteOut:
         path = f"/models/{self._q(model_type)}/route"
-        return self._call("GET", path, params={"subject_id": subject_id}).json()
+        return self._parsed(RouteOut, "GET", path, params={"subject_id": subject_id})
 
     def artifact(self, model_type: str, version: str) -> bytes:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/artifact"
@@ -92,29 +142,30 @@ class RegistryClient:
 
     def promote(
         self, model_type: str, version: str, weights: dict[str, float] | None = None
-    ) -> dict[str, Any]:
+    ) -> ActionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/promote"
         body = {"weights": weights} if weights is not None else None
-        return self._call("POST", path, json=body).json()
+        return self._parsed(ActionOut, "POST", path, json=body)
 
-    def rollback(self, model_type: str, version: str) -> dict[str, Any]:
+    def rollback(self, model_type: str, version: str) -> ActionOut:
         path = f"/models/{self._q(model_type)}/versions/{self._q(version)}/rollback"
-        return self._call("POST", path).json()
+        return self._parsed(ActionOut, "POST", path)
 
     def set_weights(
         self, model_type: str, weights: dict[str, float], force: bool = False
-    ) -> dict[str, Any]:
+    ) -> ActionOut:
         """`force`: override the traffic invariants (else a 409 `traffic_invariant`)."""
         path = f"/models/{self._q(model_type)}/weights"
         body: dict[str, Any] = {"weights": weights, **({"force": True} if force else {})}
-        return self._call("PUT", path, json=body).json()
+        return self._parsed(ActionOut, "PUT", path, json=body)
 
-    def retrain(self, model_type: str) -> dict[str, Any]:
-        return self._call("POST", f"/models/{self._q(model_type)}/retrain").json()
+    def retrain(self, model_type: str) -> RetrainOut:
+        return self._parsed(RetrainOut, "POST", f"/models/{self._q(model_type)}/retrain")
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
+    """A score and the version (and sha256) that made it; immutable, and cheap to build."""
+
     score: float
     version: str
     sha256: str | None
@@ -124,7 +175,21 @@ class Prediction:
 class _Loaded:
     session: Any  # onnxruntime.InferenceSession
     input_name: str
+    # The first output's name, asked for by name: `run(None, ...)` looks every output's name
+    # up in the session's metadata on each call.
+    outputs: list[str]
     sha256: str
+    asarray: Callable[..., Any]  # numpy.asarray, imported with the first session, not the module
+    float32: Any
+
+
+class _Route(SubjectRoutes):
+    """One model type's routing, built per refresh, with the sessions of its versions as they
+    are used (the router's `_loaded` stays their one owner)."""
+
+    def __init__(self, model_type: str, weights: Mapping[str, float]) -> None:
+        super().__init__(model_type, weights)
+        self.sessions: dict[str, _Loaded] = {}
 
 
 class ModelRouter:
@@ -146,7 +211,7 @@ class ModelRouter:
         self._client = RegistryClient(registry_url)
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="relearn-models-"))
         self._threads = threads
-        self._tables: dict[str, RouteTable] = {}
+        self._routes: dict[str, _Route] = {}
         self._loaded: dict[tuple[str, str], _Loaded] = {}
         self._load_lock = threading.Lock()
         self._refreshed = threading.Event()
@@ -159,12 +224,12 @@ class ModelRouter:
         """Pull `/models` now and route by its weights from here on."""
         models = self._client.models()
         try:
-            tables = {m["model_type"]: RouteTable(m["weights"]) for m in models}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            routes = {m.model_type: _Route(m.model_type, m.weights) for m in models}
+        except ValueError as exc:  # weights no table can be built from
             raise RegistryClientError(f"unreadable /models answer: {exc!r}") from exc
-        self._tables = tables
+        self._routes = routes
         self._refreshed.set()
-        self._drop_unrouted({(t, v) for t, table in tables.items() for v in table.versions})
+        self._drop_unrouted({(t, v) for t, route in routes.items() for v in route.versions})
 
     def _drop_unrouted(self, routed: set[tuple[str, str]]) -> None:
         with self._load_lock:
@@ -188,25 +253,35 @@ class ModelRouter:
     def version_for(self, model_type: str, subject_id: str) -> str | None:
         if not self._refreshed.is_set():
             self.refresh()
-        table = self._tables.get(model_type)
-        return table.version_for(bucket_of(model_type, subject_id)) if table else None
+        route = self._routes.get(model_type)
+        return route.version_of(subject_id) if route else None
 
     def predict(self, model_type: str, subject_id: str, features: Sequence[float]) -> Prediction:
-        """The score of the version this subject is routed to; 0.5 / v0.0 before any version."""
-        version = self.version_for(model_type, subject_id)
-        if version is None:
-            return Prediction(score=DEFAULT_SCORE, version=NO_MODEL_VERSION, sha256=None)
-        loaded = self._loaded.get((model_type, version)) or self._load(model_type, version)
-        row = _np().asarray(features, dtype=_np().float32).reshape(1, -1)
-        output = loaded.session.run(None, {loaded.input_name: row})[0]
-        return Prediction(score=float(output.reshape(-1)[0]), version=version, sha256=loaded.sha256)
+        """The score of the version this subject is routed to; 0.5 / v0.0 before any version.
+
+        The hot path (BENCHMARKS.md: overhead over a bare session.run): one dict lookup for the
+        route, the hash prefix reused, the session looked up once, the score read with `item`.
+        """
+        route = self._routes.get(model_type)
+        if route is None and not self._refreshed.is_set():
+            self.refresh()
+            route = self._routes.get(model_type)
+        version = route.version_of(subject_id) if route is not None else None
+        if route is None or version is None:
+            return Prediction(DEFAULT_SCORE, NO_MODEL_VERSION, None)
+        loaded = route.sessions.get(version)
+        if loaded is None:
+            loaded = route.sessions[version] = self._load(model_type, version)
+        row = loaded.asarray(features, loaded.float32).reshape(1, -1)
+        output = loaded.session.run(loaded.outputs, {loaded.input_name: row})[0]
+        return Prediction(output.item(0), version, loaded.sha256)
 
     def _load(self, model_type: str, version: str) -> _Loaded:
         with self._load_lock:
             found = self._loaded.get((model_type, version))
             if found is not None:
                 return found
-            sha256 = self._client.version(model_type, version)["sha256"]
+            sha256 = self._client.version(model_type, version).sha256
             path = self._cache_dir / model_type / f"{sha256}.onnx"
             data = _read_if_intact(path, sha256)
             if data is None:
@@ -220,13 +295,21 @@ class ModelRouter:
                 partial = path.with_suffix(f".{os.getpid()}.part")
                 partial.write_bytes(data)
                 partial.replace(path)
+            import numpy
             import onnxruntime as ort
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-            loaded = _Loaded(session, session.get_inputs()[0].name, sha256)
+            loaded = _Loaded(
+                session,
+                session.get_inputs()[0].name,
+                [session.get_outputs()[0].name],
+                sha256,
+                numpy.asarray,
+                numpy.float32,
+            )
             self._loaded[(model_type, version)] = loaded
             log.info("loaded model_type=%s version=%s sha256=%s", model_type, version, sha256)
             return loaded
@@ -241,12 +324,6 @@ class ModelRouter:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _np() -> Any:
-    import numpy
-
-    return numpy
 
 
 def _read_if_intact(path: Path, sha256: str) -> bytes | None:

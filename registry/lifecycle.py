@@ -12,21 +12,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from contracts.events import ModelDeployed, RegistryEventOccurred, RegistryEventType
-from registry.domain import ModelVersion, Status
+from contracts.serving import INITIAL_CANDIDATE_WEIGHT, MAX_CANDIDATE_WEIGHT, Status
+from contracts.versions import parse_version
+from registry.domain import ModelVersion
 from registry.errors import (
     IllegalTransition,
     InvalidWeights,
     TrafficInvariantViolated,
     UnknownVersion,
 )
-from registry.versioning import assign_version, parse_version
+from registry.versioning import assign_version
 
-INITIAL_CANDIDATE_WEIGHT = 0.1
-# The most a staging version may hold (the ramp's last step before promotion): production
-# always keeps at least the rest. More than this is a promotion.
-MAX_CANDIDATE_WEIGHT = 0.5
 WEIGHT_TOLERANCE = 1e-6
 
 # Which status may become which; anything else is refused.
@@ -151,13 +150,13 @@ def _event(
     status: Status | None,
     reason: str,
     now: datetime,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
 ) -> RegistryEventOccurred:
     return RegistryEventOccurred(
         type=type_,
         model_type=model_type,
         version=version,
-        status=status.value if status else None,
+        status=status,
         weights=weights_of(state_after),
         reason=reason,
         occurred_at=now,
@@ -266,9 +265,9 @@ def plan_rejection(
     now: datetime,
     command_id: str | None = None,
 ) -> Plan:
-    """No change, one `deployment_rejected` event saying why."""
+    """No change, one `artifact_rejected` event saying why."""
     event = _event(
-        RegistryEventType.DEPLOYMENT_REJECTED,
+        RegistryEventType.ARTIFACT_REJECTED,
         state,
         model_type,
         None,
@@ -308,7 +307,7 @@ def plan_promote(
             model_type,
             changes=plan.changes,
             events=tuple(
-                e.model_copy(update={"version": version, "status": Status.STAGING.value})
+                e.model_copy(update={"version": version, "status": Status.STAGING})
                 for e in plan.events
             ),
         )

@@ -102,7 +102,7 @@ def create_app(
             topics = settings.topics
             producer = make_producer(settings.bootstrap_servers)
             app.state.producer = producer
-            publisher = OutboxPublisher(store, producer, topics.registry_events, metrics)
+            publisher = OutboxPublisher(store, producer, topics, metrics)
             service.on_change(publisher.wake)
             publisher.start()
             dead_letters = counted_dead_letters(
@@ -133,7 +133,8 @@ def create_app(
             ]
             for consumer in app.state.consumers:
                 consumer.start()
-        app.state.dashboard = start_dashboard(settings)
+        # Another instance's change reaches this one's route cache through registry-events.
+        app.state.dashboard = start_dashboard(settings, service.invalidate_route)
         log.info(
             "registry ready database=%s artifact_dir=%s kafka=%s",
             _redact(settings.resolved_database_url()),

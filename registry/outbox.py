@@ -1,4 +1,4 @@
-"""Publishes committed events from the outbox table to registry-events, then marks them sent."""
+"""Publishes committed outbox rows (registry-events, manual retrain-commands), then marks them sent."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from contracts.topics import Topics
 from registry.metrics import RegistryMetrics
 from registry.store import RegistryStore
 
@@ -25,13 +26,13 @@ class OutboxPublisher:
         self,
         store: RegistryStore,
         producer: Producer,
-        topic: str,
+        topics: Topics,
         metrics: RegistryMetrics,
         interval: float = 1.0,
     ) -> None:
         self._store = store
         self._producer = producer
-        self._topic = topic
+        self._topics = topics
         self._metrics = metrics
         self._interval = interval
         self._wake = threading.Event()
@@ -54,13 +55,13 @@ class OutboxPublisher:
             try:
                 self.publish_pending()
             except Exception:  # the next wake-up retries; rows stay unsent, nothing is lost
-                log.exception("outbox publish failed topic=%s", self._topic)
+                log.exception("outbox publish failed")
             self._wake.wait(self._interval)
             self._wake.clear()
         try:
             self.publish_pending()
         except Exception:
-            log.exception("final outbox publish failed topic=%s", self._topic)
+            log.exception("final outbox publish failed")
 
     def publish_pending(self) -> int:
         """Publish every unsent row; returns how many were confirmed and marked sent."""
@@ -75,7 +76,7 @@ class OutboxPublisher:
             for row in rows:
                 try:
                     self._producer.produce(
-                        self._topic,
+                        self._topics.name(row.topic),
                         key=row.model_type.encode(),
                         value=row.payload,
                         on_delivery=_delivery_callback(row.id, delivered, failed),
@@ -88,9 +89,7 @@ class OutboxPublisher:
             published += len(delivered)
             self._metrics.events_published.inc(len(delivered))
             if failed or len(delivered) < len(rows):
-                raise RuntimeError(
-                    f"{len(rows) - len(delivered)} registry events unsent: {failed[:3]}"
-                )
+                raise RuntimeError(f"{len(rows) - len(delivered)} outbox rows unsent: {failed[:3]}")
 
 
 def _delivery_callback(row_id: int, delivered: list[int], failed: list[str]) -> Any:

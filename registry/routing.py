@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from bisect import bisect_right
 from collections.abc import Mapping
 
-from registry.versioning import parse_version
+from contracts.versions import parse_version
 
 BUCKETS = 10_000
+# The first 8 bytes as a big-endian unsigned integer: `int.from_bytes(d[:8], "big")`, faster.
+_first_8_bytes = struct.Struct(">Q").unpack_from
 
 
 def bucket_of(model_type: str, subject_id: str) -> int:
@@ -61,6 +64,23 @@ class RouteTable:
     def version_for(self, bucket: int) -> str | None:
         if not self._ends or not 0 <= bucket < BUCKETS:
             return None
+        return self._versions[bisect_right(self._ends, bucket)]
+
+
+class SubjectRoutes(RouteTable):
+    """A route table for one model type that takes subjects: a client's hot path. It hashes as
+    `bucket_of` does (a test holds them equal) from a prefix hashed once, in one call."""
+
+    def __init__(self, model_type: str, weights: Mapping[str, float]) -> None:
+        super().__init__(weights)
+        self._prefix = hashlib.sha256(f"{model_type}\x00".encode())
+
+    def version_of(self, subject_id: str) -> str | None:
+        if not self._ends:
+            return None
+        digest = self._prefix.copy()
+        digest.update(subject_id.encode())
+        bucket = _first_8_bytes(digest.digest())[0] % BUCKETS
         return self._versions[bisect_right(self._ends, bucket)]
 
 

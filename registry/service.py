@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,11 +16,16 @@ from contracts.events import (
     RegistryCommandIssued,
     RegistryCommandType,
     RegistryEventType,
+    RetrainReason,
+    RetrainRequested,
+    to_json,
 )
 from contracts.model_types import ModelTypeCatalog
+from contracts.serving import INITIAL_CANDIDATE_WEIGHT, MAX_CANDIDATE_WEIGHT, Status
+from contracts.topics import TopicName
 from registry import lifecycle
 from registry.artifacts import ArtifactStore
-from registry.domain import ModelVersion, Status
+from registry.domain import ModelVersion
 from registry.errors import (
     ArtifactRejected,
     InvalidWeights,
@@ -31,6 +36,7 @@ from registry.errors import (
 from registry.metrics import RegistryMetrics
 from registry.routing import RouteTable, bucket_of
 from registry.store import ApplyResult, RegistryStore
+from registry.views import ModelSummary, RetrainOut, RouteOut, VersionWeight
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,9 @@ class RegistryService:
         artifacts: ArtifactStore,
         catalog: ModelTypeCatalog,
         metrics: RegistryMetrics | None = None,
-        candidate_weight: float = lifecycle.INITIAL_CANDIDATE_WEIGHT,
+        candidate_weight: float = INITIAL_CANDIDATE_WEIGHT,
         route_cache_seconds: float = 1.0,
-        max_candidate_weight: float = lifecycle.MAX_CANDIDATE_WEIGHT,
+        max_candidate_weight: float = MAX_CANDIDATE_WEIGHT,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -67,8 +73,11 @@ class RegistryService:
         self.max_candidate_weight = max_candidate_weight
         self.route_cache_seconds = route_cache_seconds
         self._serving: dict[str, _Serving] = {}
+        # Bumped on every change of a model type's weights (ours, or another instance's seen on
+        # registry-events): a table read before the bump is never cached after it.
+        self._generations: dict[str, int] = {}
+        self._ticks = itertools.count(1)
         self._listeners: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Called after every committed change (the outbox publisher wakes up on it)."""
@@ -203,11 +212,35 @@ class RegistryService:
         if result.duplicate or result.plan is None:
             log.info("duplicate message_id=%s model_type=%s ignored", message_id, model_type)
             return result
-        self._serving.pop(model_type, None)
+        self.invalidate_route(model_type)
         self._count(model_type, result)
+        self._notify()
+        return result
+
+    def _notify(self) -> None:
         for listener in self._listeners:
             listener()
-        return result
+
+    # -- manual retrains ---------------------------------------------------------------------
+    def request_retrain(self, model_type: str) -> RetrainOut:
+        """Commit a manual RetrainRequested to the outbox; the publisher sends it to
+        retrain-commands (at least once, like every registry event)."""
+        self.require_model_type(model_type)
+        production = lifecycle.production_of(self.store.versions(model_type))
+        command = RetrainRequested(
+            model_type=model_type,
+            reason=RetrainReason.MANUAL,
+            baseline_version=production.version if production else None,
+        )
+        self.store.enqueue(model_type, TopicName.RETRAIN_COMMANDS, to_json(command))
+        log.info("retrain requested model_type=%s command_id=%s", model_type, command.command_id)
+        self._notify()
+        return RetrainOut(
+            command_id=command.command_id,
+            model_type=model_type,
+            reason=command.reason.value,
+            baseline_version=command.baseline_version,
+        )
 
     def _count(self, model_type: str, result: ApplyResult) -> None:
         assert result.plan is not None
@@ -226,26 +259,28 @@ class RegistryService:
         if model_type not in self.catalog and model_type not in self.store.model_types():
             raise UnknownModelType(f"unknown model type {model_type!r}")
 
-    def overview(self) -> list[dict[str, Any]]:
-        """The `GET /models` shape: production, staging and weights per model type."""
+    def overview(self) -> list[ModelSummary]:
+        """The `GET /models` answer: production, staging and weights per model type."""
         names = sorted(set(self.catalog.names()) | set(self.store.model_types()))
         return [self.summary(name) for name in names]
 
-    def summary(self, model_type: str) -> dict[str, Any]:
+    def summary(self, model_type: str) -> ModelSummary:
         versions = self.store.versions(model_type)
         production = lifecycle.production_of(versions)
-        return {
-            "model_type": model_type,
-            "production": (
-                {"version": production.version, "weight": production.weight} if production else None
+        return ModelSummary(
+            model_type=model_type,
+            production=(
+                VersionWeight(version=production.version, weight=production.weight)
+                if production
+                else None
             ),
-            "staging": [
-                {"version": v.version, "weight": v.weight}
+            staging=[
+                VersionWeight(version=v.version, weight=v.weight)
                 for v in versions
                 if v.status is Status.STAGING
             ],
-            "weights": lifecycle.weights_of(versions),
-        }
+            weights=lifecycle.weights_of(versions),
+        )
 
     def versions(self, model_type: str) -> list[ModelVersion]:
         self.require_model_type(model_type)
@@ -265,38 +300,49 @@ class RegistryService:
             found.artifact_uri, found.sha256, found.size_bytes
         ), found.sha256
 
-    def route(self, model_type: str, subject_id: str) -> dict[str, Any]:
-        """`{model_type, subject_id, bucket, version, sha256}`; version null before any exists."""
+    def invalidate_route(self, model_type: str) -> None:
+        """Forget the cached route table of a model type: its weights changed (here, or on
+        another registry instance: the dashboard's follower of registry-events calls this)."""
+        self._generations[model_type] = next(self._ticks)
+        self._serving.pop(model_type, None)
+
+    def route(self, model_type: str, subject_id: str) -> RouteOut:
+        """The version serving this subject; version null before any exists."""
         cached = self.route_cached(model_type, subject_id)
         if cached is not None:
             return cached
         self.require_model_type(model_type)
+        generation = self._generations.get(model_type)
         _revision, rows = self.store.serving(model_type)
-        self._serving[model_type] = _Serving(
+        serving = _Serving(
             expires_at=time.monotonic() + self.route_cache_seconds,
             table=RouteTable({v: w for v, (w, _) in rows.items()}),
             shas={v: sha for v, (_, sha) in rows.items()},
         )
-        return self._route_with(self._serving[model_type], model_type, subject_id)
+        # A change committed while we read may be missing from `rows`: answer, but do not cache.
+        if self._generations.get(model_type) == generation:
+            self._serving[model_type] = serving
+        return self._route_with(serving, model_type, subject_id)
 
-    def route_cached(self, model_type: str, subject_id: str) -> dict[str, Any] | None:
+    def route_cached(self, model_type: str, subject_id: str) -> RouteOut | None:
         """`route` from the in-memory table when it is fresh (no I/O), else None."""
         serving = self._serving.get(model_type)
         if serving is None or serving.expires_at < time.monotonic():
             return None
         return self._route_with(serving, model_type, subject_id)
 
-    def _route_with(self, serving: _Serving, model_type: str, subject_id: str) -> dict[str, Any]:
+    def _route_with(self, serving: _Serving, model_type: str, subject_id: str) -> RouteOut:
         bucket = bucket_of(model_type, subject_id)
         version = serving.table.version_for(bucket)
         self.metrics.routes.labels(model_type).inc()
-        return {
-            "model_type": model_type,
-            "subject_id": subject_id,
-            "bucket": bucket,
-            "version": version,
-            "sha256": serving.shas.get(version) if version else None,
-        }
+        # Built without validation: every field comes from the table, the hot path stays cheap.
+        return RouteOut.model_construct(
+            model_type=model_type,
+            subject_id=subject_id,
+            bucket=bucket,
+            version=version,
+            sha256=serving.shas.get(version) if version else None,
+        )
 
     def weights(self, model_type: str) -> Mapping[str, float]:
         self.require_model_type(model_type)

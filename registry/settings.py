@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from bus.settings import KafkaSettings
+from contracts.serving import INITIAL_CANDIDATE_WEIGHT, MAX_CANDIDATE_WEIGHT
 
 
 class RegistrySettings(KafkaSettings):
@@ -19,11 +20,13 @@ class RegistrySettings(KafkaSettings):
     registry_host: str = "127.0.0.1"
     registry_port: int = Field(default=8080, ge=1, le=65535)
     registry_consumer_group: str = "relearn-registry"
-    registry_candidate_weight: float = Field(default=0.1, gt=0, le=1)
+    registry_candidate_weight: float = Field(default=INITIAL_CANDIDATE_WEIGHT, gt=0, le=1)
     # The most a staging version may hold; production keeps at least the rest (409 otherwise).
-    # At least streams' last ramp step before promotion (0.5): below it every automatic ramp
-    # would be refused, and a better candidate would stay at its first weight, undecided.
-    registry_max_candidate_weight: float = Field(default=0.5, ge=0.5, lt=1)
+    # At least the ramp's last step before promotion: below it every automatic ramp would be
+    # refused, and a better candidate would stay at its first weight, undecided.
+    registry_max_candidate_weight: float = Field(
+        default=MAX_CANDIDATE_WEIGHT, ge=MAX_CANDIDATE_WEIGHT, lt=1
+    )
     registry_route_cache_seconds: float = Field(default=1.0, ge=0)
     # A killed instance's partitions move to a live one after this long (librdkafka: 45 s).
     registry_session_timeout_ms: int = Field(default=10_000, ge=6_000)

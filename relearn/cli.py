@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # an area not built yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -48,12 +42,40 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the CLI's last word: a clear message, not a traceback
-        if getattr(exc, "user_facing", False) or type(exc).__name__.endswith("Error"):
-            logging.getLogger("relearn").debug("failed", exc_info=True)
-            print(f"relearn: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is one of ours
+        if not _is_ours(exc):
+            raise  # a bug: its traceback is what anyone fixing it needs
+        logging.getLogger("relearn").debug("failed", exc_info=True)
+        print(f"relearn: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_ours(exc: Exception) -> bool:
+    """One of relearn's own errors (each package's root), an invalid setting, or the machine
+    saying no (a file, a port, a connection): a message for the user, not a bug."""
+    from pydantic import ValidationError
+
+    from bus.local_broker import BrokerError
+    from contracts.validation import ContractError
+    from registry.errors import RegistryError
+    from relearn.errors import RelearnError
+    from simulator.runner import SimulationError
+    from streams.processing import StreamsError
+    from training.errors import TrainingError
+
+    ours = (
+        RelearnError,
+        ContractError,
+        BrokerError,
+        StreamsError,
+        TrainingError,
+        RegistryError,
+        SimulationError,
+        OSError,
+    )
+    if isinstance(exc, ValidationError):
+        return exc.title.endswith("Settings")  # a RELEARN_ variable, not a bug's bad model
+    return isinstance(exc, ours)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,9 @@ from rich.table import Table
 from bus import local_broker
 from bus.settings import KafkaSettings
 from contracts.events import RegistryEventOccurred, RegistryEventType, RetrainRequested
+from registry.client import RegistryClient, RegistryClientError
+from registry.views import VersionOut
+from relearn.errors import RelearnError
 from relearn.stack import ensure_broker, ensure_topics
 from relearn.supervisor import ServiceSpec, Supervisor, relearn_argv
 from relearn.timeline import Step, TimelineFollower
@@ -36,7 +39,7 @@ WEAK_PRODUCTION_STRENGTH = 0.6  # the first production model is mildly degraded 
 BAD_CANDIDATE_STRENGTH = 1.0  # ... the first candidate is broken, the next one is healthy
 
 
-class DemoFailed(Exception):
+class DemoFailed(RelearnError):
     """A step of the story did not happen in time; the message says which."""
 
 
@@ -111,12 +114,18 @@ def wait_log(path: Path, text: str, timeout: float, what: str) -> None:
     raise DemoFailed(f"{what} did not log {text!r} within {timeout:.0f} s (see {path})")
 
 
-def is_event(kind: RegistryEventType, version: str | None = None) -> Callable[[BaseModel], bool]:
+def is_event(
+    kind: RegistryEventType, version: str | None = None, other_than: Iterable[str | None] = ()
+) -> Callable[[BaseModel], bool]:
+    """A registry event of this kind (of `version`, or of a version not in `other_than`)."""
+    excluded = set(other_than)
+
     def matches(event: BaseModel) -> bool:
         return (
             isinstance(event, RegistryEventOccurred)
             and event.type is kind
             and (version is None or event.version == version)
+            and event.version not in excluded
         )
 
     return matches
@@ -134,7 +143,7 @@ class Story:
         self.env = {**os.environ, **service_environment(self.run_dir, run_id)}
         self.timeline: TimelineFollower | None = None
         self.printed = 0
-        self.versions: list[dict] = []  # the registry's versions table at the end
+        self.versions: list[VersionOut] = []  # the registry's versions table at the end
         self.performance: list[dict] = []  # streams' daily performance rows at the end
 
     # -- output ----------------------------------------------------------------------------
@@ -237,7 +246,7 @@ class Story:
             self.flush_timeline()
             try:
                 self._print_tables()
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, RegistryClientError) as exc:
                 self.say(f"could not read the final tables: {exc}", style="red")
             supervisor.stop()
             self.timeline.stop()
@@ -258,7 +267,7 @@ class Story:
             style="yellow",
         )
         bad = self.wait_for(
-            lambda e: is_event(RegistryEventType.VERSION_REGISTERED)(e) and e.version != production,  # type: ignore[attr-defined]
+            is_event(RegistryEventType.VERSION_REGISTERED, other_than={production}),
             "a candidate registered",
         )
         bad_version = bad.event.version  # type: ignore[attr-defined]
@@ -267,16 +276,13 @@ class Story:
             f"{bad_version} rolled back",
         )
         self.wait_for(
-            lambda e: (
-                is_event(RegistryEventType.VERSION_PROMOTED)(e)
-                and e.version not in {production, bad_version}
-            ),  # type: ignore[attr-defined]
+            is_event(RegistryEventType.VERSION_PROMOTED, other_than={production, bad_version}),
             "a healthy candidate promoted to production",
         )
 
     def _print_tables(self) -> None:
-        registry = self.env["RELEARN_REGISTRY_URL"]
-        versions = httpx.get(f"{registry}/models/{MODEL_TYPE}/versions", timeout=10).json()
+        with RegistryClient(self.env["RELEARN_REGISTRY_URL"]) as registry:
+            versions = registry.versions(MODEL_TYPE)
         self.versions = versions
         table = Table(title=f"{MODEL_TYPE} versions")
         for column in (
@@ -291,16 +297,16 @@ class Story:
         ):
             table.add_column(column)
         for v in versions:
-            metrics = v.get("metrics") or {}
+            metrics = v.metrics
             table.add_row(
-                v["version"],
-                v["status"],
-                f"{v['weight']:.2f}",
+                v.version,
+                v.status,
+                f"{v.weight:.2f}",
                 _fmt(metrics.get("test_loss")),
                 _fmt(metrics.get("val_loss")),
                 str(metrics.get("train_samples", "")),
                 str(metrics.get("fault_injected", "")),
-                str(v.get("created_at", ""))[:19],
+                v.created_at.isoformat()[:19],
             )
         self.console.print(table)
         streams = self.env["RELEARN_STREAMS_URL"]
@@ -347,5 +353,6 @@ def _style(step: Step) -> str:
             RegistryEventType.VERSION_ROLLED_BACK: "bold red",
             RegistryEventType.VERSION_PROMOTED: "bold green",
             RegistryEventType.DEPLOYMENT_REJECTED: "red",
+            RegistryEventType.ARTIFACT_REJECTED: "red",
         }.get(event.type, "cyan")
     return ""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 
+from relearn.errors import RelearnError
+
 # The packages only `relearn[trainer]` brings (see pyproject.toml); streams and registry need none.
 TRAINER_MODULES = ("torch", "onnx", "onnxscript")
 
 
-class MissingExtraError(Exception):
-    user_facing = True
+class MissingExtraError(RelearnError):
+    """A command needs a pip extra that is not installed."""
 
 
 def require_trainer_extra(command: str) -> None:

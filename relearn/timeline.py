@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -187,7 +188,7 @@ class TimelineFollower:
     def _on_record(self, record: Record[BaseModel]) -> None:
         self._add(self._names[record.topic], record.value)
 
-    def wait_for(self, predicate, timeout: float) -> Step | None:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate: Callable[[BaseModel], bool], timeout: float) -> Step | None:
         """The first step (already seen or arriving within timeout) that satisfies predicate."""
         for step in list(self.history):
             if predicate(step.event):

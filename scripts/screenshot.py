@@ -8,9 +8,10 @@ has refreshed from the registry a few times so the tables and charts are drawn.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -23,6 +24,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+class ScreenshotSettings(BaseSettings):
+    """RELEARN_CHROMIUM: the browser that takes the picture."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEARN_", extra="ignore")
+
+    chromium: str = "/usr/bin/chromium"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the dashboard, e.g. http://127.0.0.1:8080/")
@@ -33,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refreshes", type=int, default=3, help="refreshes to wait for")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds")
     parser.add_argument("--viewport-only", action="store_true", help="not the full page")
-    parser.add_argument(
-        "--chromium", default=os.environ.get("RELEARN_CHROMIUM", "/usr/bin/chromium")
-    )
+    parser.add_argument("--chromium", default=ScreenshotSettings().chromium)
     args = parser.parse_args(argv)
 
     from playwright.sync_api import Error, sync_playwright

@@ -21,15 +21,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from contracts.events import OutcomeEvent, to_json
+from contracts.serving import DEFAULT_SCORE
 from contracts.validation import RejectReason
+from contracts.versions import NO_MODEL_VERSION
 from simulator.ground_truth import GroundTruth
 from simulator.policy import ContactPolicy
-from simulator.scenarios import NO_MODEL_VERSION, FaultPlan, Scenario
+from simulator.scenarios import FaultPlan, Scenario
 from simulator.world import WORLD_SEED, World
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCORE = 0.5
 UNKNOWN_MODEL_TYPE = "no_such_model_type"
 # Invalid messages the simulator can send, each with the reason streams/ must give it.
 INVALID_KINDS: tuple[RejectReason, ...] = (

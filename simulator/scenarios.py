@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from contracts.versions import NO_MODEL_VERSION
+
 log = logging.getLogger(__name__)
 
-NO_MODEL_VERSION = "v0.0"
 BAD_CANDIDATE_STRENGTH = 1.0
 GOOD_CANDIDATE_PRODUCTION_STRENGTH = 0.6
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.sequential_test import (
-    _VARIANCE_FLOOR,
     RATE_MIXING_SD,
     SQUARED_ERROR_MIXING_SD,
+    VARIANCE_FLOOR,
     Verdict,
 )
 
@@ -98,7 +98,7 @@ class PathStatistics:
 
 
 def _log_lr(difference: np.ndarray, variance: np.ndarray, mixing_sd: np.ndarray | float):
-    s2 = np.maximum(variance, _VARIANCE_FLOOR)
+    s2 = np.maximum(variance, VARIANCE_FLOOR)
     t2 = np.asarray(mixing_sd) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         value = 0.5 * np.log(s2 / (s2 + t2)) + t2 * difference**2 / (2.0 * s2 * (s2 + t2))
@@ -131,7 +131,7 @@ def path_statistics(
         rate_var = pp * (1 - pp) / np.maximum(npr, 1) + pc * (1 - pc) / np.maximum(nc, 1)
         rate_diff = rate_c - rate_p
         rate_llr = _log_lr(rate_diff, rate_var, rate_mixing_sd)
-        rate_z = rate_diff / np.sqrt(np.maximum(rate_var, _VARIANCE_FLOOR))
+        rate_z = rate_diff / np.sqrt(np.maximum(rate_var, VARIANCE_FLOOR))
 
         mean_c = np.where(nc > 0, sc / np.maximum(nc, 1), 0.0)
         mean_p = np.where(npr > 0, sp / np.maximum(npr, 1), 0.0)
@@ -146,7 +146,7 @@ def path_statistics(
         error_llr = np.where(
             both, _log_lr(error_diff, error_var, SQUARED_ERROR_MIXING_SD * pooled_sd), 0.0
         )
-        error_z = np.where(both, error_diff / np.sqrt(np.maximum(error_var, _VARIANCE_FLOOR)), 0.0)
+        error_z = np.where(both, error_diff / np.sqrt(np.maximum(error_var, VARIANCE_FLOOR)), 0.0)
     return PathStatistics(nc, npr, rate_diff, rate_llr, rate_z, error_diff, error_llr, error_z)
 
 

@@ -15,18 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from contracts.events import RegistryCommandIssued, RegistryCommandType
+from contracts.serving import next_ramp_weight
 from streams.registry_view import ModelTypeView
 from streams.sequential_test import ArmSummary, SequentialDecision, Verdict, decide
-
-RAMP: tuple[float, ...] = (0.1, 0.5, 1.0)
-
-
-def next_ramp_weight(current: float) -> float:
-    """The next step of the promotion ramp above the candidate's current weight."""
-    for step in RAMP:
-        if step > current + 1e-9:
-            return step
-    return 1.0
 
 
 @dataclass(frozen=True)

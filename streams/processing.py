@@ -43,7 +43,11 @@ class FirstSightings(Protocol):
     def __setitem__(self, event_id: str, first_seen: list[int]) -> None: ...
 
 
-class MalformedSample(Exception):
+class StreamsError(Exception):
+    """Root of streams' errors."""
+
+
+class MalformedSample(StreamsError):
     """A record on training-samples that is not a sample: poison for the counting agent."""
 
 
@@ -147,6 +151,10 @@ class ModelTypeState:
     ab: abtest.AbState = field(default_factory=abtest.AbState)
     applied: dict[str, int] = field(default_factory=dict)
     emitted: list[dict[str, Any]] = field(default_factory=list)
+    # Every sample counted, which the model type's daily performance rows also hold: the views
+    # show this state only once they have read rows that add up to it. None in a state written
+    # before the field existed (its next sample sets it from the rows).
+    samples: int | None = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,13 +162,14 @@ class ModelTypeState:
             "ab": self.ab.to_dict(),
             "applied": self.applied,
             "emitted": self.emitted,
+            "samples": self.samples,
         }
 
     @classmethod
     def load(cls, stored: ModelTypeState | Mapping[str, Any] | None) -> ModelTypeState:
         """A state to change: a copy of a stored one (never changed in place), or parsed."""
         if isinstance(stored, ModelTypeState):
-            return cls(stored.counter, stored.ab, stored.applied, stored.emitted)
+            return cls(stored.counter, stored.ab, stored.applied, stored.emitted, stored.samples)
         return cls.from_dict(stored)
 
     @classmethod
@@ -172,6 +181,7 @@ class ModelTypeState:
             ab=abtest.AbState.from_dict(data.get("ab") or {}),
             applied=dict(data.get("applied") or {}),
             emitted=list(data.get("emitted") or []),
+            samples=data.get("samples"),
         )
 
     def remember(self, source: str, offset: int, emitted: Emitted) -> None:
@@ -332,6 +342,11 @@ def handle_sample(
     for item in emitted:
         state.remember(source, source_offset, item)
     state.applied = rules.with_applied(state.applied, source, source_offset)
+    state.samples = (
+        performance_samples(performance, model_type)  # (this sample's row counts it already)
+        if state.samples is None
+        else state.samples + 1
+    )
     # Stored as the object (the changelog serializes it with `to_dict`): no parse per sample.
     states[model_type] = state
     return emitted
@@ -439,6 +454,29 @@ def performance_rows(
             rows.append(rules.DailyPerformance(*stored["p"]).row(key_type, version, day))
     rows.sort(key=lambda row: (row["day"], row["version"]))
     return rows
+
+
+def performance_samples(performance: Mapping[str, Any], model_type: str) -> int:
+    """Samples in every daily performance row of `model_type`, whatever the day."""
+    return sum(
+        day_samples(stored)
+        for key, stored in performance.items()
+        if rules.performance_key_type(key) == model_type
+    )
+
+
+def day_samples(stored: Mapping[str, Any] | None) -> int:
+    """Samples in one stored daily performance value (0 for none)."""
+    return int(stored["p"][0]) if stored else 0
+
+
+def rows_cover_state(stored_state: Mapping[str, Any], rows_samples: int) -> bool:
+    """Whether daily performance rows holding `rows_samples` samples hold every sample a stored
+    model-type state has counted: the rows and the state are separate changelog records (two
+    topics, read in no set order), and a view must not show a count its rows do not add up to.
+    A state from before `samples` existed cannot say, so it is taken as it is."""
+    counted = stored_state.get("samples")
+    return counted is None or rows_samples >= counted
 
 
 def samples_view(states: Mapping[str, Any], model_type: str, threshold: int) -> dict[str, Any]:

@@ -33,10 +33,10 @@ class RegistryFollower:
         self.events_seen = 0
         self.manual_retrains_seen = 0
         self._lock = threading.Lock()
-        self._tail = TopicTail(
+        self._tail: TopicTail[bytes] = TopicTail(
             bootstrap_servers, [topic], lambda _t, _k, v: self.apply(v), "registry-follower"
         )
-        self._retrain_tail = TopicTail(
+        self._retrain_tail: TopicTail[bytes] = TopicTail(
             bootstrap_servers,
             [retrain_topic],
             lambda _t, _k, v: self.apply_retrain_command(v),

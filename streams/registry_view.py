@@ -10,26 +10,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from contracts.events import (
+    REJECTIONS,
     RegistryEventOccurred,
     RegistryEventType,
     RetrainReason,
     RetrainRequested,
 )
+from contracts.serving import Status
 from contracts.validation import MAX_CLOCK_SKEW
+from contracts.versions import newest_version
 
-PRODUCTION = "production"
-STAGING = "staging"
 # Retrain commands remembered as answered per model type: only the one in flight is ever looked
 # up, and one retrain is in flight at a time, so a few more than that cover any reordering.
 REMEMBERED_ANSWERS = 64
-
-
-def _version_number(version: str) -> tuple[int, int]:
-    major, _, minor = version.lstrip("v").partition(".")
-    try:
-        return int(major), int(minor or 0)
-    except ValueError:
-        return (-1, -1)
 
 
 @dataclass(frozen=True)
@@ -37,7 +30,7 @@ class ModelTypeView:
     """Statuses and the full weight map of one model type, as of its last registry event."""
 
     model_type: str
-    statuses: Mapping[str, str] = field(default_factory=dict)
+    statuses: Mapping[str, Status] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     changed_at: datetime | None = None  # when the weights last changed
     manual_retrain_at: datetime | None = None  # requested_at of the newest manual retrain
@@ -47,18 +40,18 @@ class ModelTypeView:
 
     @property
     def production(self) -> str | None:
-        versions = [v for v, status in self.statuses.items() if status == PRODUCTION]
-        return max(versions, key=_version_number) if versions else None
+        return newest_version(
+            v for v, status in self.statuses.items() if status == Status.PRODUCTION
+        )
 
     @property
     def candidate(self) -> str | None:
         """The newest staging version that receives traffic (the one under A/B test)."""
-        versions = [
+        return newest_version(
             v
             for v, status in self.statuses.items()
-            if status == STAGING and self.weights.get(v, 0.0) > 0.0
-        ]
-        return max(versions, key=_version_number) if versions else None
+            if status == Status.STAGING and self.weights.get(v, 0.0) > 0.0
+        )
 
 
 def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurred) -> ModelTypeView:
@@ -67,7 +60,7 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
     answered = answered_command(event)
     if answered is not None and answered not in current.answered:
         current = replace(current, answered=(*current.answered, answered)[-REMEMBERED_ANSWERS:])
-    if event.type is RegistryEventType.DEPLOYMENT_REJECTED:
+    if event.type in REJECTIONS:
         return current  # nothing was registered, no weight changed
     statuses = dict(current.statuses)
     if event.version and event.status:
@@ -82,11 +75,9 @@ def apply_registry_event(view: ModelTypeView | None, event: RegistryEventOccurre
 
 def answered_command(event: RegistryEventOccurred) -> str | None:
     """The retrain command a registry event ends, if any: the `command_id` in the details of a
-    `version_registered` or a `deployment_rejected` (the trainer's, `superseded` included)."""
-    if event.type not in (
-        RegistryEventType.VERSION_REGISTERED,
-        RegistryEventType.DEPLOYMENT_REJECTED,
-    ):
+    `version_registered`, a `deployment_rejected` (the trainer's, `superseded` included) or an
+    `artifact_rejected` (the registry's)."""
+    if event.type is not RegistryEventType.VERSION_REGISTERED and event.type not in REJECTIONS:
         return None
     command = (event.details or {}).get("command_id")
     return command if isinstance(command, str) and command else None

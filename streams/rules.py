@@ -98,6 +98,11 @@ def performance_key(model_type: str, version: str, day: str) -> str:
     return f"{model_type}|{day}|{version}"
 
 
+def performance_key_type(key: str) -> str:
+    """The model type of a performance key (any key: the view reads it off the changelog)."""
+    return key.partition("|")[0]
+
+
 def split_performance_key(key: str) -> tuple[str, str, str]:
     model_type, day, version = key.split("|")
     return model_type, version, day

@@ -44,7 +44,7 @@ RATE_MIXING_SD = 0.05
 # Mixing standard deviation for the squared-error difference, in pooled standard deviations.
 SQUARED_ERROR_MIXING_SD = 0.1
 # Floor for a plug-in variance, so identical constant arms give LR = 1 instead of 0/0.
-_VARIANCE_FLOOR = 1e-12
+VARIANCE_FLOOR = 1e-12
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class SequentialDecision:
 
 def log_mixture_likelihood_ratio(difference: float, variance: float, mixing_sd: float) -> float:
     """log LR of the normal mixture N(0, tau^2) against 0, for an estimate d with variance s^2."""
-    s2 = max(variance, _VARIANCE_FLOOR)
+    s2 = max(variance, VARIANCE_FLOOR)
     t2 = mixing_sd * mixing_sd
     if t2 <= 0.0:
         return 0.0
@@ -149,7 +149,7 @@ def log_mixture_likelihood_ratio(difference: float, variance: float, mixing_sd: 
 
 def confidence_half_width(variance: float, mixing_sd: float, alpha: float) -> float:
     """Half-width of the confidence sequence: every theta whose mixture LR stays below 1/alpha."""
-    s2 = max(variance, _VARIANCE_FLOOR)
+    s2 = max(variance, VARIANCE_FLOOR)
     t2 = mixing_sd * mixing_sd
     if t2 <= 0.0:
         return math.inf

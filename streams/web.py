@@ -72,6 +72,7 @@ class StreamsWeb:
             "assigned": self.worker.assigned,
             "events_processed": self.worker.events_processed,
             "tables_caught_up": self.worker.views.caught_up,
+            "tables_held_back": self.worker.views.held_back,
             "registry_events_seen": self.worker.follower.events_seen,
             "registry_caught_up": self.worker.follower.caught_up,
             "manual_retrains_seen": self.worker.follower.manual_retrains_seen,

@@ -41,6 +41,12 @@ from streams.views import TableViews
 
 log = logging.getLogger(__name__)
 
+
+def _overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """librdkafka settings beyond bus.clients.ConsumerOptions (typed as such for mypy)."""
+    return config
+
+
 SECONDS_PER_DAY = 86_400.0
 MAX_BATCH = 5_000
 
@@ -166,21 +172,23 @@ class Worker:
             f"{self.settings.app_id}-restore",
             # the broker answers a fetch at once when there is data; at the end of a changelog
             # it would hold the request for fetch.wait.max.ms (500 by default) per partition
-            **{"enable.auto.commit": False, "fetch.wait.max.ms": 10},
+            **_overrides({"enable.auto.commit": False, "fetch.wait.max.ms": 10}),
         )
         session_ms = int(self.settings.streams_session_timeout_seconds * 1000)
         self._consumer = make_consumer(
             self.settings.bootstrap_servers,
             self.settings.app_id,
-            **{
-                "enable.auto.commit": False,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": session_ms,
-                "heartbeat.interval.ms": min(3000, session_ms // 5),
-                "fetch.wait.max.ms": 20,
-                "queued.max.messages.kbytes": 65_536,
-                "error_cb": self._on_client_error,
-            },
+            **_overrides(
+                {
+                    "enable.auto.commit": False,
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": session_ms,
+                    "heartbeat.interval.ms": min(3000, session_ms // 5),
+                    "fetch.wait.max.ms": 20,
+                    "queued.max.messages.kbytes": 65_536,
+                    "error_cb": self._on_client_error,
+                }
+            ),
         )
         self._consumer.subscribe(
             [self.topics.outcome_events, self.topics.training_samples],
@@ -502,10 +510,12 @@ class Worker:
             # offsets must not be committed without the state
             self._refuse_commits("stopped before the batch's state reached its changelogs")
             return
+        # The rows before the state that counts them: the views show a state only once its rows
+        # are read, so this order keeps that wait short.
         for name, by_partition in (
             (tables.REJECTIONS, self.rejections),
-            (tables.MODEL_TYPES, self.states),
             (tables.PERFORMANCE, self.performance),
+            (tables.MODEL_TYPES, self.states),
         ):
             topic = self.changelogs[name]
             for partition, table in by_partition.items():

@@ -80,7 +80,7 @@ class KafkaCommandBacklog:
                     return newest
             log.warning("backlog look-ahead on %s[%d] timed out", topic, partition)
             return None
-        except Exception as exc:  # a look-ahead that fails only costs a superseded training
+        except Exception as exc:  # noqa: BLE001 - a failed look-ahead only costs a superseded training
             log.warning("backlog look-ahead on %s[%d] failed: %s", topic, partition, exc)
             return None
         finally:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from registry.views import VersionOut
 from training.errors import FaultInjectionRefusedError, RegistryUnavailableError
 from training.network import ScoringNetwork
 
@@ -107,7 +108,7 @@ class ServingRegistry(Protocol):
 
     def serving_versions(self) -> dict[str, list[str]]: ...
 
-    def version_record(self, model_type: str, version: str) -> dict[str, Any]: ...
+    def version_record(self, model_type: str, version: str) -> VersionOut: ...
 
 
 def check_registry_is_a_test_bed(
@@ -153,8 +154,6 @@ def check_registry_is_a_test_bed(
 
 def _marked(registry: ServingRegistry, model_type: str, version: str) -> bool:
     try:
-        return made_with_fault_injection(
-            registry.version_record(model_type, version).get("metrics")
-        )
+        return made_with_fault_injection(registry.version_record(model_type, version).metrics)
     except LookupError:  # archived between the two reads: it no longer serves
         return True

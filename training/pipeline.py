@@ -217,9 +217,7 @@ class TrainingPipeline:
             if width != spec.feature_count:
                 raise ValueError(f"it takes {width} features, the model type {spec.feature_count}")
             outputs = score_onnx(production.onnx, split.test.features)
-        except (
-            Exception
-        ) as exc:  # a production artifact that cannot score these rows is not a yardstick
+        except Exception as exc:  # noqa: BLE001 - production that cannot score these rows is no yardstick
             log.warning(
                 "gate unavailable model_type=%s policy=%s: production %s unusable: %s",
                 spec.name,

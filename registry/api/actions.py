@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body
 
-from contracts.events import (
-    RegistryCommandIssued,
-    RegistryCommandType,
-    RetrainReason,
-    RetrainRequested,
-    to_json,
-)
-from registry import lifecycle
-from registry.api.deps import KafkaProducer, Operator, Service, Settings
-from registry.api.schemas import ActionOut, PromoteIn, RetrainOut, RollbackIn, WeightsIn
+from contracts.events import RegistryCommandIssued, RegistryCommandType
+from registry.api.deps import KafkaEnabled, Operator, Service
+from registry.api.schemas import PromoteIn, RollbackIn, WeightsIn
+from registry.views import ActionOut, RetrainOut
 
 router = APIRouter(prefix="/models", tags=["actions"])
 
@@ -26,9 +20,9 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _run(service: Service, command: RegistryCommandIssued) -> dict:
+def _run(service: Service, command: RegistryCommandIssued) -> ActionOut:
     service.execute(command)
-    return {"command_id": command.command_id, "model": service.summary(command.model_type)}
+    return ActionOut(command_id=command.command_id, model=service.summary(command.model_type))
 
 
 @router.post(
@@ -46,7 +40,7 @@ def promote(
     service: Service,
     operator: Operator,
     body: Annotated[PromoteIn | None, Body()] = None,
-) -> dict:
+) -> ActionOut:
     """Promote to production at 1.0, or a ramp step when `weights` gives the version less."""
     body = body or PromoteIn()
     return _run(
@@ -73,7 +67,7 @@ def rollback(
     service: Service,
     operator: Operator,
     body: Annotated[RollbackIn | None, Body()] = None,
-) -> dict:
+) -> ActionOut:
     body = body or RollbackIn()
     return _run(
         service,
@@ -99,7 +93,9 @@ def rollback(
         422: {"description": "invalid weights"},
     },
 )
-def set_weights(model_type: str, body: WeightsIn, service: Service, operator: Operator) -> dict:
+def set_weights(
+    model_type: str, body: WeightsIn, service: Service, operator: Operator
+) -> ActionOut:
     """The full weight map. Refused (409) when it would leave two staging versions with traffic
     or a candidate above the maximum weight, unless `force` is true."""
     return _run(
@@ -120,25 +116,8 @@ def retrain(
     model_type: str,
     _operator: Operator,  # first: 401/403 before anything else is looked at
     service: Service,
-    settings: Settings,
-    producer: KafkaProducer,
-) -> dict:
-    """Publish a manual RetrainRequested on retrain-commands (the trainer picks it up)."""
-    service.require_model_type(model_type)
-    production = lifecycle.production_of(service.versions(model_type))
-    command = RetrainRequested(
-        model_type=model_type,
-        reason=RetrainReason.MANUAL,
-        baseline_version=production.version if production else None,
-    )
-    producer.produce(
-        settings.topics.retrain_commands, key=model_type.encode(), value=to_json(command)
-    )
-    if producer.flush(10) > 0:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "retrain command not delivered")
-    return {
-        "command_id": command.command_id,
-        "model_type": model_type,
-        "reason": command.reason.value,
-        "baseline_version": command.baseline_version,
-    }
+    _kafka: KafkaEnabled,
+) -> RetrainOut:
+    """A manual RetrainRequested, committed to the registry's outbox and published from it to
+    retrain-commands (the trainer picks it up); 202 once committed."""
+    return service.request_retrain(model_type)

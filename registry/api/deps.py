@@ -1,16 +1,14 @@
-"""FastAPI dependencies of the registry (async: no I/O, so no thread hop): service, producer, token."""
+"""FastAPI dependencies of the registry (async: no I/O, so no thread hop): service, Kafka, token."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
-from confluent_kafka import Producer
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.service import RegistryService
-from registry.settings import RegistrySettings
 
 _bearer = HTTPBearer(auto_error=False, description="RELEARN_API_TOKEN")
 
@@ -19,15 +17,10 @@ async def get_service(request: Request) -> RegistryService:
     return request.app.state.service
 
 
-async def get_settings(request: Request) -> RegistrySettings:
-    return request.app.state.settings
-
-
-async def get_producer(request: Request) -> Producer:
-    producer = request.app.state.producer
-    if producer is None:
+async def require_kafka(request: Request) -> None:
+    """503 when Kafka is disabled: a command committed to the outbox would never be sent."""
+    if request.app.state.producer is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Kafka is disabled")
-    return producer
 
 
 async def require_token(
@@ -48,6 +41,5 @@ async def require_token(
 
 
 Service = Annotated[RegistryService, Depends(get_service)]
-Settings = Annotated[RegistrySettings, Depends(get_settings)]
-KafkaProducer = Annotated[Producer, Depends(get_producer)]
+KafkaEnabled = Annotated[None, Depends(require_kafka)]
 Operator = Annotated[str, Depends(require_token)]

@@ -6,34 +6,34 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from registry.api.deps import Service
-from registry.api.schemas import ModelSummary, RouteOut, VersionOut
+from registry.views import ModelSummary, RouteOut, VersionOut
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=list[ModelSummary])
-def list_models(service: Service) -> list[dict]:
+def list_models(service: Service) -> list[ModelSummary]:
     """Each model type with its production and staging versions and the weight map."""
     return service.overview()
 
 
 @router.get("/{model_type}", response_model=ModelSummary)
-def get_model(model_type: str, service: Service) -> dict:
+def get_model(model_type: str, service: Service) -> ModelSummary:
     service.require_model_type(model_type)
     return service.summary(model_type)
 
 
 @router.get("/{model_type}/versions", response_model=list[VersionOut])
-def list_versions(model_type: str, service: Service) -> list[dict]:
-    return [v.to_dict() for v in service.versions(model_type)]
+def list_versions(model_type: str, service: Service) -> list[VersionOut]:
+    return [VersionOut.of(v) for v in service.versions(model_type)]
 
 
 @router.get("/{model_type}/versions/{version}", response_model=VersionOut)
-def get_version(model_type: str, version: str, service: Service) -> dict:
-    return service.version(model_type, version).to_dict()
+def get_version(model_type: str, version: str, service: Service) -> VersionOut:
+    return VersionOut.of(service.version(model_type, version))
 
 
 @router.get(
@@ -63,7 +63,7 @@ async def get_route(
 ) -> Response:
     """The version (and its sha256) serving this subject under the current weights."""
     # The hot path answers from memory on the event loop; only a stale table goes to a thread.
-    body = service.route_cached(model_type, subject_id)
-    if body is None:
-        body = await run_in_threadpool(service.route, model_type, subject_id)
-    return JSONResponse(body)
+    route = service.route_cached(model_type, subject_id)
+    if route is None:
+        route = await run_in_threadpool(service.route, model_type, subject_id)
+    return Response(route.model_dump_json(), media_type="application/json")

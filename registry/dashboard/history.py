@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-REJECTED = "deployment_rejected"
+from contracts.events import REJECTIONS
+
+# The trainer's deployment_rejected and the registry's artifact_rejected.
+REJECTED = frozenset(t.value for t in REJECTIONS)
 DEFAULT_MAX_ITEMS = 500
 DEFAULT_MAX_MODEL_TYPES = 64
 
@@ -99,7 +102,13 @@ class DashboardHistory:
         self._by_type: dict[str, ModelTypeHistory] = {}
         self._applied: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str], None]] = []
         self.records_applied = 0
+
+    def on_weights_event(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(model_type)` for every registry event that may change weights (the
+        registry's route cache forgets that model type: another instance may have made it)."""
+        self._listeners.append(listener)
 
     def _history_of(self, model_type: str) -> ModelTypeHistory | None:
         history = self._by_type.get(model_type)
@@ -123,6 +132,9 @@ class DashboardHistory:
         model_type = event.get("model_type")
         if not isinstance(model_type, str) or not event.get("type"):
             return False
+        if event.get("type") not in REJECTED:
+            for listener in self._listeners:
+                listener(model_type)
         with self._lock:
             if offset >= 0 and self._is_replay(source, offset):
                 return False
@@ -131,7 +143,7 @@ class DashboardHistory:
                 return False
             entry = registry_event_entry(event)
             history.events.append(entry)
-            if entry["type"] == REJECTED:
+            if entry["type"] in REJECTED:
                 # A rejection changes no traffic; the trainer's carries no weight map at all.
                 history.rejections.append(rejection_entry(event))
             else:

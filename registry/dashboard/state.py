@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -19,9 +20,14 @@ class DashboardState:
     streams: httpx.AsyncClient
 
 
-def start_dashboard(settings: RegistrySettings) -> DashboardState:
-    """Build the history and start following registry-events and retrain-commands."""
+def start_dashboard(
+    settings: RegistrySettings, on_weights_event: Callable[[str], None] | None = None
+) -> DashboardState:
+    """Build the history and start following registry-events and retrain-commands;
+    `on_weights_event(model_type)` runs for each registry event that may change weights."""
     history = DashboardHistory(max_items=settings.dashboard_history_max_items)
+    if on_weights_event is not None:
+        history.on_weights_event(on_weights_event)
     follower: HistoryFollower | None = None
     if settings.registry_kafka_enabled:
         topics = settings.topics

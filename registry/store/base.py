@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from contracts.topics import TopicName
 from registry.domain import ModelVersion, OutboxRecord
 from registry.lifecycle import Plan
 
@@ -38,6 +39,10 @@ class RegistryStore(ABC):
         nothing is written."""
 
     @abstractmethod
+    def enqueue(self, model_type: str, topic: TopicName, payload: bytes) -> None:
+        """Commit one record to the outbox on its own (a command the registry sends, no change)."""
+
+    @abstractmethod
     def record_refusal(self, model_type: str, message_id: str, code: str, detail: str) -> bool:
         """Mark `message_id` processed with outcome `refused`; False when it already was."""
 
@@ -63,7 +68,7 @@ class RegistryStore(ABC):
 
     @abstractmethod
     def unsent_events(self, limit: int = 500) -> list[OutboxRecord]:
-        """Outbox rows not yet published, oldest first."""
+        """Outbox rows not yet published (every topic), oldest first."""
 
     @abstractmethod
     def mark_sent(self, ids: Sequence[int]) -> None:
@@ -71,7 +76,7 @@ class RegistryStore(ABC):
 
     @abstractmethod
     def event_count(self) -> int:
-        """How many registry events were ever recorded (sent or not)."""
+        """How many registry events were ever recorded (sent or not; commands not counted)."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from registry.domain import ModelVersion, Status
+from contracts.serving import Status
+from contracts.topics import TopicName
+from registry.domain import ModelVersion
 
 
 class Base(DeclarativeBase):
@@ -82,12 +84,16 @@ class ProcessedRow(Base):
 
 
 class OutboxRow(Base):
-    """registry-events committed with their change; published after commit, then marked sent."""
+    """Records committed with their change (registry events, manual retrain commands);
+    published after commit, then marked sent."""
 
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    topic: Mapped[str] = mapped_column(
+        String(64), nullable=False, default=TopicName.REGISTRY_EVENTS.value
+    )
     payload: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(

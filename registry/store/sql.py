@@ -16,12 +16,13 @@ from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.topics import TopicName
+from contracts.versions import parse_version
 from registry.domain import ModelVersion, OutboxRecord
 from registry.errors import StoreConflict, Unstorable
 from registry.lifecycle import Plan
 from registry.store.base import ApplyResult, Planner, RegistryStore
 from registry.store.schema import ModelTypeRow, OutboxRow, ProcessedRow, VersionRow
-from registry.versioning import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -262,15 +263,29 @@ class SqlRegistryStore(RegistryStore):
             )
             return revision, {version: (weight, sha) for version, weight, sha in rows}
 
+    def enqueue(self, model_type: str, topic: TopicName, payload: bytes) -> None:
+        with self._writes() as session, session.begin():
+            session.add(
+                OutboxRow(
+                    model_type=model_type,
+                    topic=topic.value,
+                    payload=payload.decode(),
+                    created_at=_utc_now(),
+                )
+            )
+
     def unsent_events(self, limit: int = 500) -> list[OutboxRecord]:
         with self._reads() as session:
             rows = session.execute(
-                select(OutboxRow.id, OutboxRow.model_type, OutboxRow.payload)
+                select(OutboxRow.id, OutboxRow.model_type, OutboxRow.payload, OutboxRow.topic)
                 .where(OutboxRow.sent_at.is_(None))
                 .order_by(OutboxRow.id)
                 .limit(limit)
             )
-            return [OutboxRecord(id=i, model_type=m, payload=p.encode()) for i, m, p in rows]
+            return [
+                OutboxRecord(id=i, model_type=m, payload=p.encode(), topic=TopicName(t))
+                for i, m, p, t in rows
+            ]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -282,7 +297,10 @@ class SqlRegistryStore(RegistryStore):
 
     def event_count(self) -> int:
         with self._reads() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+            events = OutboxRow.topic == TopicName.REGISTRY_EVENTS.value
+            return int(
+                session.scalar(select(func.count()).select_from(OutboxRow).where(events)) or 0
+            )
 
     def ping(self) -> None:
         with self._engine.connect() as connection:

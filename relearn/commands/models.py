@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry.client import RegistryClient
+    from registry.views import ModelSummary, VersionOut
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,20 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrain.set_defaults(handler=_retrain)
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace) -> RegistryClient:
     import logging
 
-    from registry.client import RegistryClient
+    from registry.client import RegistryClient, RegistryClientSettings
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
-    url = args.registry_url or os.environ.get("RELEARN_REGISTRY_URL", "http://127.0.0.1:8080")
-    token = os.environ.get("RELEARN_API_TOKEN")
-    if not token:
-        state_dir = Path(os.environ.get("RELEARN_STATE_DIR", ".relearn"))
-        token_file = state_dir / "registry.token"
-        token = token_file.read_text().strip() if token_file.exists() else None
-    return RegistryClient(url, token=token)
+    settings = RegistryClientSettings()
+    return RegistryClient(args.registry_url or settings.registry_url, token=settings.token())
 
 
 def _console() -> Any:
@@ -92,20 +89,20 @@ def _fmt_weights(weights: dict[str, float]) -> str:
     return ", ".join(f"{v}={w:g}" for v, w in weights.items()) or "-"
 
 
-def _print_model(model: dict[str, Any]) -> None:
+def _print_model(model: ModelSummary) -> None:
     _console().print(_models_table([model]))
 
 
-def _models_table(models: list[dict[str, Any]]) -> Any:
+def _models_table(models: list[ModelSummary]) -> Any:
     rows = []
     for model in models:
-        production = model["production"]
+        production = model.production
         rows.append(
             [
-                model["model_type"],
-                f"{production['version']} ({production['weight']:g})" if production else "-",
-                ", ".join(f"{s['version']} ({s['weight']:g})" for s in model["staging"]) or "-",
-                _fmt_weights(model["weights"]),
+                model.model_type,
+                f"{production.version} ({production.weight:g})" if production else "-",
+                ", ".join(f"{s.version} ({s.weight:g})" for s in model.staging) or "-",
+                _fmt_weights(model.weights),
             ]
         )
     return _table("models", ["model type", "production", "staging", "weights"], rows)
@@ -121,25 +118,26 @@ def _show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.version:
             info = client.version(args.model_type, args.version)
-            rows = [[key, value] for key, value in info.items()]
+            rows = [[key, value] for key, value in info.model_dump(mode="json").items()]
             _console().print(_table(f"{args.model_type} {args.version}", ["field", "value"], rows))
             return 0
         versions = client.versions(args.model_type)
-    rows = [
-        [
-            v["version"],
-            v["status"],
-            f"{v['weight']:g}",
-            _metric(v["metrics"], "test_loss"),
-            _metric(v["baseline_metrics"], "test_loss"),
-            v["sha256"][:12],
-            v["created_at"][:19].replace("T", " "),
-        ]
-        for v in versions
-    ]
+    rows = [_version_row(v) for v in versions]
     columns = ["version", "status", "weight", "test_loss", "baseline", "sha256", "created"]
     _console().print(_table(args.model_type, columns, rows))
     return 0
+
+
+def _version_row(v: VersionOut) -> list[Any]:
+    return [
+        v.version,
+        v.status,
+        f"{v.weight:g}",
+        _metric(v.metrics, "test_loss"),
+        _metric(v.baseline_metrics, "test_loss"),
+        v.sha256[:12],
+        v.created_at.isoformat()[:19].replace("T", " "),
+    ]
 
 
 def _metric(metrics: dict[str, Any] | None, key: str) -> str:
@@ -152,26 +150,26 @@ def _promote(args: argparse.Namespace) -> int:
         weights = None
         if args.weight is not None and args.weight < 1.0:
             production = next(
-                (m["production"] for m in client.models() if m["model_type"] == args.model_type),
+                (m.production for m in client.models() if m.model_type == args.model_type),
                 None,
             )
             if production is None:
                 raise SystemExit(f"relearn: {args.model_type} has no production version")
-            weights = {args.version: args.weight, production["version"]: 1.0 - args.weight}
-        _print_model(client.promote(args.model_type, args.version, weights)["model"])
+            weights = {args.version: args.weight, production.version: 1.0 - args.weight}
+        _print_model(client.promote(args.model_type, args.version, weights).model)
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        _print_model(client.rollback(args.model_type, args.version)["model"])
+        _print_model(client.rollback(args.model_type, args.version).model)
     return 0
 
 
 def _weights(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if not args.pairs:
-            model = next((m for m in client.models() if m["model_type"] == args.model_type), None)
+            model = next((m for m in client.models() if m.model_type == args.model_type), None)
             if model is None:
                 raise SystemExit(f"relearn: unknown model type {args.model_type}")
             _print_model(model)
@@ -183,12 +181,12 @@ def _weights(args: argparse.Namespace) -> int:
                 weights[version] = float(weight)
             except ValueError:
                 raise SystemExit(f"relearn: expected VERSION=WEIGHT, got {pair!r}") from None
-        _print_model(client.set_weights(args.model_type, weights, args.force)["model"])
+        _print_model(client.set_weights(args.model_type, weights, args.force).model)
     return 0
 
 
 def _retrain(args: argparse.Namespace) -> int:
     with _client(args) as client:
         result = client.retrain(args.model_type)
-    _console().print(f"retrain requested for {result['model_type']}: {result['command_id']}")
+    _console().print(f"retrain requested for {result.model_type}: {result.command_id}")
     return 0

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relearn.errors import RelearnError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
@@ -39,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=_run)
 
 
-class TrainCommandError(Exception):
-    user_facing = True
+class TrainCommandError(RelearnError):
+    """A `relearn train` invocation that cannot run as asked."""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -202,10 +204,10 @@ def _from_lineage(settings: Any, model_type: str, version: str) -> int:
         record = registry.version_record(model_type, version)
     except LookupError as exc:
         raise TrainCommandError(str(exc)) from exc
-    if not record.get("lineage"):
+    if not record.lineage:
         raise TrainCommandError(f"{model_type} {version} has no lineage (a manual deploy?)")
-    lineage = Lineage.model_validate(record["lineage"])
-    recorded = dict(record.get("metrics") or {})
+    lineage = Lineage.model_validate(record.lineage)
+    recorded = dict(record.metrics)
     print(f"Reproducing {model_type} {version} from {lineage.topic} offsets {lineage.offsets}")
     result = reproduce(
         build_pipeline(settings, faults=False),

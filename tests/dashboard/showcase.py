@@ -149,7 +149,7 @@ def main(out: Path) -> int:
                 )
             ],
         )
-        wait_until(lambda: client.version(MT, "v1.1")["status"] == "rolled_back", 30, "rollback")
+        wait_until(lambda: client.version(MT, "v1.1").status == "rolled_back", 30, "rollback")
         rejected = rejection_event(
             MT,
             str(uuid.uuid4()),
@@ -183,7 +183,7 @@ def main(out: Path) -> int:
                 )
             ],
         )
-        wait_until(lambda: client.version(MT, "v1.2")["weight"] == 0.5, 30, "ramp step")
+        wait_until(lambda: client.version(MT, "v1.2").weight == 0.5, 30, "ramp step")
         wait_until(
             lambda: (get_json(f"{streams.url}/healthz") or {}).get("registry_events_seen", 0) >= 9,
             60,

@@ -130,7 +130,7 @@ def test_a_rollback_through_the_api_appears_without_a_reload(stack: Stack, page:
 
 
 def test_operator_actions_from_the_page_change_the_registry(stack: Stack, page: Any) -> None:
-    if stack.client.version(MT, "v1.1")["status"] != "rolled_back":
+    if stack.client.version(MT, "v1.1").status != "rolled_back":
         stack.client.rollback(MT, "v1.1")  # this test also runs alone
     stack.deploy(seed=4)
     wait_until(lambda: stack.version_count() == 3, 30, "v1.2 registered")
@@ -142,7 +142,7 @@ def test_operator_actions_from_the_page_change_the_registry(stack: Stack, page: 
     page.click('#versions tr[data-version="v1.2"] button[data-act=promote]')
     page.wait_for_selector("#action-result.error")
     assert "403" in page.inner_text("#action-result")
-    assert stack.client.version(MT, "v1.2")["status"] == "staging"
+    assert stack.client.version(MT, "v1.2").status == "staging"
 
     # A ramp step from the form, then a full promotion from the row's button.
     page.fill("#token", TOKEN)
@@ -150,16 +150,16 @@ def test_operator_actions_from_the_page_change_the_registry(stack: Stack, page: 
     page.fill("#promote-weight", "0.5")
     page.click("#promote")
     page.wait_for_selector("#action-result.ok")
-    assert stack.client.models()[0]["weights"] == {"v1.0": 0.5, "v1.2": 0.5}
+    assert stack.client.models()[0].weights == {"v1.0": 0.5, "v1.2": 0.5}
     page.fill("#weights", "v1.0=0.7, v1.2=0.3")
     page.click("#set-weights")
     page.wait_for_selector('#versions tr[data-version="v1.2"][data-weight="0.3"]')
-    assert stack.client.models()[0]["weights"] == {"v1.0": 0.7, "v1.2": 0.3}
+    assert stack.client.models()[0].weights == {"v1.0": 0.7, "v1.2": 0.3}
     page.fill("#promote-weight", "")
     page.click('#versions tr[data-version="v1.2"] button[data-act=promote]')
     page.wait_for_selector('#versions tr[data-version="v1.2"][data-status="production"]')
-    assert stack.client.version(MT, "v1.2")["status"] == "production"
-    assert stack.client.version(MT, "v1.0")["status"] == "archived"
+    assert stack.client.version(MT, "v1.2").status == "production"
+    assert stack.client.version(MT, "v1.0").status == "archived"
 
     # A retrain request from the page reaches retrain-commands (the history lists it).
     page.click("#retrain")

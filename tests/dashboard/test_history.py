@@ -39,7 +39,7 @@ def test_weight_changes_become_steps_and_rejections_do_not() -> None:
     )
     history.apply_registry_event(
         event(
-            "deployment_rejected",
+            "artifact_rejected",
             None,
             {"v1.0": 0.9, "v1.1": 0.1},
             details={"deployment_id": "d1", "detail": "digest differs"},

@@ -90,7 +90,7 @@ def test_outcomes_to_rollback_and_promotion(
     promoted = registry_events(story, RegistryEventType.VERSION_PROMOTED)
     assert [(e.version, e.weights) for e in promoted] == [("v1.2", {"v1.2": 1.0})]
 
-    statuses = {v["version"]: (v["status"], v["weight"]) for v in story.versions}
+    statuses = {v.version: (v.status, v.weight) for v in story.versions}
     assert statuses["v1.0"] == ("archived", 0.0)
     assert statuses["v1.1"] == ("rolled_back", 0.0)
     assert statuses["v1.2"] == ("production", 1.0)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from bus.clients import make_consumer
 from bus.settings import KafkaSettings
 from contracts.events import (
+    REJECTIONS,
     ModelDeployed,
     RegistryCommandIssued,
     RegistryEventOccurred,
@@ -218,7 +219,7 @@ def test_a_busy_type_keeps_one_retrain_and_one_candidate_and_decisions_flow(
             v for v, s in view.statuses.items() if s == "staging" and view.weights.get(v, 0) > 0
         ]
         assert len(live_staging) <= 1, view
-        if view.production is not None and event.type is not RegistryEventType.DEPLOYMENT_REJECTED:
+        if view.production is not None and event.type not in REJECTIONS:
             min_production = min(min_production, view.weights.get(view.production, 0.0))
     for sample in record.samples:
         assert len([s for s in sample["staging"] if s["weight"] > 0]) <= 1, sample
@@ -240,11 +241,7 @@ def test_a_busy_type_keeps_one_retrain_and_one_candidate_and_decisions_flow(
     undecided = [v for v in candidates if v not in decided]
     decisions = [c for c in record.of(RegistryCommandIssued) if c.issued_by == "auto"]
     deployed = record.of(ModelDeployed)
-    rejected = sorted(
-        e.reason
-        for e in record.of(RegistryEventOccurred)
-        if e.type is RegistryEventType.DEPLOYMENT_REJECTED
-    )
+    rejected = sorted(e.reason for e in record.of(RegistryEventOccurred) if e.type in REJECTIONS)
     print(
         f"\nunder load: {elapsed:.0f} s ({traffic_stopped - traffic_started:.0f} s of traffic at "
         f"{RATE}/s, threshold {THRESHOLD}): {commands} retrain commands ({held} crossings held), "

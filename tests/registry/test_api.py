@@ -226,7 +226,7 @@ def test_sha_mismatch_and_escaping_paths_are_rejected(
     events = [
         RegistryEventOccurred.model_validate_json(r.payload) for r in service.store.unsent_events()
     ]
-    assert [e.type for e in events] == [RegistryEventType.DEPLOYMENT_REJECTED] * len(cases)
+    assert [e.type for e in events] == [RegistryEventType.ARTIFACT_REJECTED] * len(cases)
     assert [e.reason for e in events] == [code.strip() for code in cases]
     assert client.get(f"/models/{MT}/versions").json() == []
     assert client.get(f"/models/{MT}/route", params={"subject_id": "s"}).json()["version"] is None

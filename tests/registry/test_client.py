@@ -66,17 +66,17 @@ def test_client_calls_and_errors(live: LiveRegistry) -> None:
     for seed in (0, 1):
         live.service.register_deployment(make_deployment(live.artifact_dir, seed=seed))
     with RegistryClient(live.url, token=TOKEN) as client:
-        assert [m["model_type"] for m in client.models()] == [MT, "outcome_prediction"]
-        assert [v["version"] for v in client.versions(MT)] == ["v1.0", "v1.1"]
-        assert client.version(MT, "v1.1")["status"] == "staging"
-        assert client.route(MT, "s1")["version"] in {"v1.0", "v1.1"}
-        assert len(client.artifact(MT, "v1.0")) == client.version(MT, "v1.0")["size_bytes"]
-        assert client.set_weights(MT, {"v1.0": 0.5, "v1.1": 0.5})["model"]["weights"] == {
+        assert [m.model_type for m in client.models()] == [MT, "outcome_prediction"]
+        assert [v.version for v in client.versions(MT)] == ["v1.0", "v1.1"]
+        assert client.version(MT, "v1.1").status == "staging"
+        assert client.route(MT, "s1").version in {"v1.0", "v1.1"}
+        assert len(client.artifact(MT, "v1.0")) == client.version(MT, "v1.0").size_bytes
+        assert client.set_weights(MT, {"v1.0": 0.5, "v1.1": 0.5}).model.weights == {
             "v1.0": 0.5,
             "v1.1": 0.5,
         }
-        assert client.promote(MT, "v1.1")["model"]["production"]["version"] == "v1.1"
-        assert client.rollback(MT, "v1.1")["model"]["production"]["version"] == "v1.0"
+        assert client.promote(MT, "v1.1").model.production.version == "v1.1"
+        assert client.rollback(MT, "v1.1").model.production.version == "v1.0"
         with pytest.raises(RegistryClientError) as missing:
             client.version(MT, "v9.9")
         assert missing.value.status_code == 404
@@ -116,8 +116,8 @@ def test_router_serves_the_routed_version_and_verifies_artifacts(
                 prediction = router.predict(MT, subject, features)
                 routed = client.route(MT, subject)
                 assert (prediction.version, prediction.sha256) == (
-                    routed["version"],
-                    routed["sha256"],
+                    routed.version,
+                    routed.sha256,
                 )
                 expected = bare[prediction.sha256].run(
                     None, {"features": np.asarray([features], dtype=np.float32)}

@@ -26,6 +26,7 @@ from registry.main import create_app
 from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
+from registry.views import VersionOut
 from tests.registry.conftest import make_deployment, wait_for
 
 TOKEN = "kafka-token"
@@ -84,7 +85,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
 def snapshot(service: RegistryService) -> tuple:
     store = service.store
     return (
-        [[v.to_dict() for v in store.versions(t)] for t in store.model_types()],
+        [[VersionOut.of(v).model_dump() for v in store.versions(t)] for t in store.model_types()],
         store.event_count(),
     )
 
@@ -152,7 +153,7 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
     ]
     assert len(events) == before[1]
     assert {m.key() for m in read_topic(kafka_bootstrap, topics.registry_events, 1)} == {key}
-    rejected = [e for e in events if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
+    rejected = [e for e in events if e.type is RegistryEventType.ARTIFACT_REJECTED]
     assert [e.reason for e in rejected] == ["sha256_mismatch"]
     assert events[-1].type is RegistryEventType.VERSION_ROLLED_BACK
     assert events[-1].weights == {"v1.0": 1.0}

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.events import RegistryEventType
+from contracts.serving import Status
 from registry import lifecycle
-from registry.domain import ModelVersion, Status
+from registry.domain import ModelVersion
 from registry.errors import IllegalTransition, InvalidWeights, RegistryError, UnknownVersion
 from tests.registry.conftest import make_deployment
 

@@ -67,3 +67,19 @@ def test_one_weight_change_moves_only_the_difference(before: int, after: int, th
     moved = sum(a != b for a, b in zip(old_owners, new_owners, strict=True))
     assert moved == abs(before - after) * BUCKETS // 100
     assert version_for_bucket(new, third * 300) == new_owners[third * 300]
+
+
+@given(st.text(max_size=64), st.text(max_size=256))
+def test_the_bucket_is_the_documented_hash(model_type: str, subject_id: str) -> None:
+    """sha256 of `model_type NUL subject_id`, first 8 bytes big-endian, mod 10,000: the router's
+    per-model-type prefix (SubjectRoutes) and the registry's `bucket_of` agree with it."""
+    import hashlib
+
+    from registry.routing import SubjectRoutes
+
+    digest = hashlib.sha256(f"{model_type}\x00{subject_id}".encode()).digest()
+    expected = int.from_bytes(digest[:8], "big") % BUCKETS
+    assert bucket_of(model_type, subject_id) == expected
+    # a table whose every bucket names itself: the router's one-call lookup hashes the same
+    ranges = {f"v{b}.0": 1.0 for b in range(BUCKETS)}
+    assert SubjectRoutes(model_type, ranges).version_of(subject_id) == f"v{expected}.0"

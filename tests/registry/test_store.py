@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts.events import RegistryEventOccurred, RegistryEventType, new_id
+from contracts.serving import Status
+from contracts.topics import TopicName
 from registry import lifecycle
-from registry.domain import Status
 from registry.errors import IllegalTransition
 from registry.store import RegistryStore
 from tests.registry.conftest import DeploymentFactory
@@ -83,6 +84,24 @@ def test_outbox_keeps_events_until_marked_sent(
     assert store.unsent_events() == [] and store.event_count() == 2
 
 
+def test_outbox_carries_commands_to_their_own_topic_in_commit_order(
+    store: RegistryStore, deployment: DeploymentFactory
+) -> None:
+    """A manual retrain goes through the outbox too: sent in commit order with the events, to
+    retrain-commands, and not counted as a registry event."""
+    register(store, deployment())
+    events = store.event_count()
+    store.enqueue(MT, TopicName.RETRAIN_COMMANDS, b'{"command_id": "c1"}')
+    pending = store.unsent_events()
+    assert [r.topic for r in pending] == [
+        TopicName.REGISTRY_EVENTS,
+        TopicName.REGISTRY_EVENTS,
+        TopicName.RETRAIN_COMMANDS,
+    ]
+    assert pending[-1].payload == b'{"command_id": "c1"}' and pending[-1].model_type == MT
+    assert store.event_count() == events
+
+
 def test_concurrent_writers_get_unique_versions(
     store: RegistryStore, deployment: DeploymentFactory
 ) -> None:
@@ -96,7 +115,7 @@ def test_concurrent_writers_get_unique_versions(
         try:
             for _ in range(50):
                 register(store, template.model_copy(update={"deployment_id": new_id()}))
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer) for _ in range(8)]

@@ -18,9 +18,10 @@ from contracts.events import (
     RegistryEventType,
 )
 from contracts.model_types import ModelTypeCatalog
+from contracts.serving import MAX_CANDIDATE_WEIGHT, RAMP, Status
 from registry import lifecycle
 from registry.artifacts import ArtifactStore
-from registry.domain import ModelVersion, Status
+from registry.domain import ModelVersion
 from registry.errors import InvalidWeights, RegistryError, TrafficInvariantViolated
 from registry.main import create_app
 from registry.service import RegistryService
@@ -47,7 +48,7 @@ def assert_invariants(versions: list[ModelVersion]) -> None:
     if live:
         assert sum(v.weight for v in live) == pytest.approx(1.0)
     if staging and production:
-        assert staging[0].weight <= lifecycle.MAX_CANDIDATE_WEIGHT + 1e-9
+        assert staging[0].weight <= MAX_CANDIDATE_WEIGHT + 1e-9
         assert production[0].weight >= 1 - staging[0].weight - 1e-9
 
 
@@ -248,7 +249,7 @@ def test_a_forced_state_still_answers_rejections_and_ignores_duplicates(
 
     bad = deployment(seed=2, command_id="c2", input_shape=[None, 5])
     assert service.register_deployment(bad).outcome == "rejected"
-    rejected = [e for e in _events(store) if e.type is RegistryEventType.DEPLOYMENT_REJECTED]
+    rejected = [e for e in _events(store) if e.type is RegistryEventType.ARTIFACT_REJECTED]
     assert [(e.details or {}).get("command_id") for e in rejected] == ["c2"]
 
     again = deployment(seed=3, command_id="c1")
@@ -279,9 +280,9 @@ def test_the_maximum_candidate_weight_leaves_room_for_the_ramp(tmp_path: Path) -
     every ramp step, and the candidate would stay at 0.1 with no decision left to make."""
     from pydantic import ValidationError
 
-    from streams.abtest import RAMP
-
     assert RegistrySettings(state_dir=tmp_path, registry_max_candidate_weight=0.5)
     with pytest.raises(ValidationError):
         RegistrySettings(state_dir=tmp_path, registry_max_candidate_weight=0.3)
-    assert lifecycle.MAX_CANDIDATE_WEIGHT == max(step for step in RAMP if step < 1.0)
+    assert MAX_CANDIDATE_WEIGHT == max(step for step in RAMP if step < 1.0)
+    assert RegistrySettings(state_dir=tmp_path).registry_max_candidate_weight == RAMP[-2]
+    assert RegistrySettings(state_dir=tmp_path).registry_candidate_weight == RAMP[0]

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.versions import parse_version, sort_versions
 from registry.errors import VersionsExhausted
-from registry.versioning import assign_version, next_version, parse_version, sort_versions
+from registry.versioning import assign_version, next_version
 
 versions = st.builds(lambda a, b: f"v{a}.{b}", st.integers(0, 999), st.integers(0, 999))
 

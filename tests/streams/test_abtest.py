@@ -128,3 +128,9 @@ def test_registry_view_follows_the_ramp_and_rollback() -> None:
         type=RegistryEventType.DEPLOYMENT_REJECTED, model_type="m", version=None, weights={}
     )
     assert apply_registry_event(view, rejected) == view
+    refused = rejected.model_copy(update={"type": RegistryEventType.ARTIFACT_REJECTED})
+    assert apply_registry_event(view, refused) == view
+    # either rejection answers the retrain command it names: streams' retrain in flight ends
+    for kind in (RegistryEventType.DEPLOYMENT_REJECTED, RegistryEventType.ARTIFACT_REJECTED):
+        answer = rejected.model_copy(update={"type": kind, "details": {"command_id": "c7"}})
+        assert apply_registry_event(view, answer).answered == ("c7",)

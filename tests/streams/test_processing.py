@@ -186,6 +186,10 @@ def test_tables_equal_ground_truth_through_crashes(seed: int) -> None:
     for model_type in TYPES:
         view = processing.samples_view(states, model_type, 97)
         assert view["new_samples"] == truth["per_type"][model_type] % 97
+        # what the web views wait for before they show a count: its rows add up to it
+        counted = processing.ModelTypeState.load(states[model_type]).samples
+        assert counted == truth["per_type"][model_type]
+        assert processing.performance_samples(performance, model_type) == counted
 
 
 def test_poison_is_counted_per_reason_and_a_replay_does_not_recount() -> None:

@@ -197,6 +197,47 @@ def test_sigkill_recovery_loses_and_double_counts_nothing(
         worker.stop()
 
 
+def test_performance_read_after_a_count_holds_every_sample_of_that_count(
+    kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    """What a user sees who reads /samples and then /performance while a backlog is counted:
+    the rows never hold fewer samples than the count just read (the two views follow two
+    changelog topics; the count used to run ahead of its rows, by a whole batch at times)."""
+    messages, truth = outcome_events(
+        int(os.environ.get("RELEARN_STREAMS_TEST_EVENTS", "20000")), seed=3
+    )
+    produce(kafka_bootstrap, topics.outcome_events, messages)  # a backlog: large batches
+    (worker,) = _workers(kafka_bootstrap, topic_prefix, tmp_path, 1)
+    behind: list[tuple[str, int, int]] = []
+    reads = 0
+
+    def read_both() -> bool:
+        nonlocal reads
+        done = True
+        for model_type in MODEL_TYPES:
+            view = get_json(f"{worker.url}/samples/{model_type}")
+            rows = get_json(f"{worker.url}/performance/{model_type}?days=7")
+            if view is None or rows is None:
+                time.sleep(0.05)  # not answering yet
+                return False
+            counted = view["retrain_commands"] * THRESHOLD + view["new_samples"]
+            reads += 1
+            if sum(row["sample_count"] for row in rows) < counted:
+                behind.append((model_type, counted, sum(row["sample_count"] for row in rows)))
+            done &= counted >= truth.per_type[model_type]
+        return done
+
+    try:
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not read_both():  # as often as the views answer, no pause
+            assert time.monotonic() < deadline, "events not all counted"
+        assert not behind, f"{len(behind)} of {reads} reads: (type, counted, in rows) {behind[:5]}"
+        _assert_tables_equal_truth(worker, truth)
+    finally:
+        worker.stop()
+
+
 def test_schedule_trigger_fires_once_and_the_last_retrain_survives_a_restart(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:

@@ -106,7 +106,7 @@ def running_worker(
     def run() -> None:
         try:
             worker.run(make_command_consumer(settings, max_poll_interval_ms), stop)
-        except BaseException as exc:  # surfaced to the test below
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="trainer-under-test")

@@ -172,13 +172,20 @@ def test_from_lineage_reproduces_the_recorded_metrics(
     lineage = Lineage(topic=read.topic, offsets=read.lineage_offsets(), seed=settings.training_seed,
                       package_version=package_version())  # fmt: skip
     path = "/models/calling_score/versions/v1.0"
-    records[path] = {"lineage": lineage.model_dump(mode="json"), "metrics": candidate.metrics}
+    # the registry's whole answer (registry.views.VersionOut), as the typed client reads it
+    records[path] = {
+        "model_type": "calling_score", "version": "v1.0", "status": "production", "weight": 1.0,
+        "lineage": lineage.model_dump(mode="json"), "metrics": candidate.metrics,
+        "baseline_metrics": None, "sha256": "0" * 64, "artifact_uri": "file:///v1.0.onnx",
+        "size_bytes": 1, "created_at": "2026-12-01T00:00:00Z", "deployment_id": None,
+        "command_id": None,
+    }  # fmt: skip
     # another environment's hyperparameters do not matter: the recorded ones are used
     monkeypatch.setenv("RELEARN_TRAINING_MAX_EPOCHS", "1")
     assert main(["train", "--from-lineage", "calling_score", "v1.0"]) == 0
     assert "Reproduced exactly" in capsys.readouterr().out
 
-    records[path] = {"lineage": records[path]["lineage"],
+    records[path] = {**records[path],
                      "metrics": {**candidate.metrics, "test_loss": candidate.metrics["test_loss"] + 1e-9}}  # fmt: skip
     assert main(["train", "--from-lineage", "calling_score", "v1.0"]) == 3
     assert "Not reproduced: ['test_loss'] differ" in capsys.readouterr().out

@@ -150,7 +150,7 @@ def test_the_start_up_check_refuses_a_registry_that_serves_other_models(
         check_registry_is_a_test_bed(registry, 0)  # empty: a fresh test bed
         register(faulty)
         record = registry.version_record(spec.name, "v1.0")
-        assert record["metrics"]["fault_injection"] is True  # kept with the version, and shown
+        assert record.metrics["fault_injection"] is True  # kept with the version, and shown
         check_registry_is_a_test_bed(registry, 0)
         register(plain)  # a staging v1.1 from a default trainer: real traffic
         with pytest.raises(FaultInjectionRefusedError, match="calling_score v1.1"):

@@ -63,3 +63,19 @@ def test_gate_fetches_production_from_the_registry_and_rejects_a_worse_model(
         assert caught.value.context["baseline_metrics"]["test_loss"] == pytest.approx(
             production.metrics["test_loss"], rel=1e-5
         )
+
+
+def test_the_gate_url_quotes_what_it_asks_the_registry() -> None:
+    """The gate reads through the registry's client: a model type or version is one path segment."""
+    import httpx
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(404, json={"detail": "no such version", "code": "unknown_version"})
+
+    http = httpx.Client(base_url="http://registry", transport=httpx.MockTransport(answer))
+    with pytest.raises(LookupError):
+        RegistryHttp("http://registry", client=http).version_record("a/b?c", "v1.0")
+    assert seen == ["/models/a%2Fb%3Fc/versions/v1.0"]

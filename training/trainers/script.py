@@ -95,7 +95,7 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
             # the leader is gone; its children may not be: the SIGKILL below takes them too
 
 
-def run_script(
+def run_script(  # noqa: C901 - one child process's whole life (spawn, feed, time out, reap) in one place
     config: ScriptTrainer,
     argv: list[str],
     on_line: LineCallback | None = None,

@@ -6,8 +6,10 @@ const POLL_MS = 1500;
 const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"];
 const EVENT_MARK = {
   version_registered: "R", traffic_changed: "T", version_promoted: "P",
-  version_rolled_back: "B", version_archived: "A", deployment_rejected: "X",
+  version_rolled_back: "B", version_archived: "A", deployment_rejected: "X", artifact_rejected: "X",
 };
+// The trainer's rejection and the registry's refusal of an artifact: no weights, a reason.
+const REJECTIONS = new Set(["deployment_rejected", "artifact_rejected"]);
 
 const state = { modelType: null, modelTypes: [], versions: [], versionOrder: [], colorOf: new Map(), busy: false, refreshes: 0 };
 
@@ -259,7 +261,7 @@ function renderTraffic(history) {
     [{ name: "R registered · T traffic changed · P promoted · B rolled back · A archived", color: "transparent" }]));
   const events = (history.events || []).slice(-40).reverse();
   document.getElementById("events").innerHTML = events.map((e) => {
-    const detail = e.type === "deployment_rejected" ? (e.details && (e.details.detail || e.details.reason)) || "" : Object.entries(e.weights || {}).map(([k, w]) => `${k}=${w}`).join(" ");
+    const detail = REJECTIONS.has(e.type) ? (e.details && (e.details.detail || e.details.reason)) || "" : Object.entries(e.weights || {}).map(([k, w]) => `${k}=${w}`).join(" ");
     return `<li data-type="${esc(e.type)}" data-version="${esc(e.version || "")}"><time>${when(e.occurred_at)}</time><b>${esc(e.type)}</b> ${esc(e.version || "")} <span class="muted">${esc(e.reason)}</span> <code>${esc(detail)}</code></li>`;
   }).join("") || `<li class="muted">no events yet</li>`;
 }

@@ -1,0 +1,119 @@
+"""The web views over followed changelogs: a count is never shown ahead of its performance rows.
+
+The model-type state and the daily performance rows of one batch are records on two changelog
+topics, and a follower reads two topics in no set order. These tests hand the records of real
+batches (`processing.handle_sample` over the worker's tables) to the views in the order a
+follower may read them: the state first.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from contracts.model_types import ModelTypeCatalog
+from streams import processing, tables
+from streams.views import TableViews
+from streams.web import StreamsWeb
+from tests.streams.test_processing import RULES, forwarded_sample
+
+MT = "calling_score"
+CHANGELOGS = {name: tables.changelog_topic("app", name) for name in tables.SMALL_TABLES}
+
+
+def batch(
+    states: tables.ChangelogTable, performance: tables.ChangelogTable, offsets: range
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Count the samples at `offsets` of source partition 0; the batch's changelog records
+    (model-type state, daily performance), as the worker writes them."""
+    for offset in offsets:
+        sample = forwarded_sample(
+            event_id=f"e{offset}",
+            model_version=("v1.0", "v1.1")[offset % 2],
+            occurred_at=f"2026-11-{24 + offset % 3}T12:00:00Z",
+        )
+        processing.handle_sample(sample, 0, offset, states, performance, {}, RULES, 0.0)
+    return list(states.take_changed()), list(performance.take_changed())
+
+
+def web_over(views: TableViews) -> StreamsWeb:
+    views._tail.caught_up = True  # the records below are all there is
+    worker = SimpleNamespace(
+        views=views,
+        catalog=ModelTypeCatalog(),
+        settings=SimpleNamespace(retrain_sample_threshold=RULES.retrain_sample_threshold),
+    )
+    return StreamsWeb(worker)
+
+
+def read(views: TableViews, records: list[tuple[bytes, bytes]], name: str) -> None:
+    for key, value in records:
+        views.apply(CHANGELOGS[name], key, value)
+
+
+def counted(web: StreamsWeb) -> int:
+    status, view = web.answer(f"/samples/{MT}", {})
+    assert status == 200
+    return int(view["retrain_commands"] * RULES.retrain_sample_threshold + view["new_samples"])
+
+
+def in_rows(web: StreamsWeb) -> int:
+    status, rows = web.answer(f"/performance/{MT}", {"days": ["10000"]})
+    assert status == 200
+    return sum(row["sample_count"] for row in rows)
+
+
+def test_a_count_read_before_its_performance_rows_is_not_shown_until_the_rows_are() -> None:
+    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    views = TableViews("unused:9092", CHANGELOGS)
+    web = web_over(views)
+    first_states, first_rows = batch(states, performance, range(0, 150))
+    read(views, first_rows, tables.PERFORMANCE)
+    read(views, first_states, tables.MODEL_TYPES)
+    assert (counted(web), in_rows(web)) == (150, 150)
+
+    second_states, second_rows = batch(states, performance, range(150, 260))
+    read(views, second_states, tables.MODEL_TYPES)  # the state's topic read first
+    # what a user reading /samples and then /performance sees: never a count the rows lack
+    assert counted(web) <= in_rows(web)
+    assert (counted(web), in_rows(web)) == (150, 150)
+    assert views.held_back == [MT]
+
+    read(views, second_rows[:1], tables.PERFORMANCE)  # one row of the batch is not all
+    assert counted(web) == 150 and views.held_back == [MT]
+    read(views, second_rows[1:], tables.PERFORMANCE)
+    assert (counted(web), in_rows(web)) == (260, 260)
+    assert views.held_back == []
+
+
+def test_of_several_states_read_ahead_the_newest_the_rows_cover_is_shown() -> None:
+    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    views = TableViews("unused:9092", CHANGELOGS)
+    web = web_over(views)
+    batches = [batch(states, performance, range(start, start + 40)) for start in (0, 40, 80)]
+    for state_records, _ in batches:
+        read(views, state_records, tables.MODEL_TYPES)
+    assert MT not in views.table(tables.MODEL_TYPES)
+    read(views, batches[0][1] + batches[1][1], tables.PERFORMANCE)
+    assert counted(web) == in_rows(web) == 80
+    read(views, batches[2][1], tables.PERFORMANCE)
+    assert counted(web) == in_rows(web) == 120 and views.held_back == []
+
+
+def test_a_state_written_before_samples_were_counted_in_it_is_shown_and_then_learns_them() -> None:
+    """A changelog written by an older worker: its states say nothing about their rows."""
+    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    batch(states, performance, range(0, 30))
+    old: dict[str, Any] = states[MT].to_dict()
+    del old["samples"]
+    views = TableViews("unused:9092", CHANGELOGS)
+    web = web_over(views)
+    views.apply(CHANGELOGS[tables.MODEL_TYPES], MT.encode(), orjson.dumps(old))
+    assert counted(web) == 30  # shown as it is, as before
+
+    restored = tables.ChangelogTable()
+    restored.restore(MT.encode(), orjson.dumps(old))
+    batch(restored, performance, range(30, 31))
+    assert processing.ModelTypeState.load(restored[MT]).samples == 31  # from its rows
