@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from registry.domain import ModelVersion, Status
+from contracts.serving import Status
+from registry.domain import ModelVersion
 
 log = logging.getLogger(__name__)
 
