@@ -54,14 +54,16 @@ class DecisionPlan:
     alpha_promote: float = 0.001
     alpha_non_inferiority: float = 0.05
     guardrail_margin: float = 0.15  # relative increase of the mean squared error tolerated
-    first_look: int = 500  # matured candidate outcomes at the first look; then doubling
-    max_candidate_outcomes: int = 32_000
+    first_look: int = 450  # matured candidate outcomes at the first look; then doubling
+    max_candidate_outcomes: int = 28_800
     max_duration_seconds: float = 14 * 86_400.0
     outcome_window_seconds: float = 86_400.0
     slots_per_window: int = 24
     allowance_seconds: float = 300.0
     buckets: int = 64
-    rollback_shape: float = 0.5  # Wang-Tsiatis delta: 0.5 Pocock, 0 O'Brien-Fleming
+    # Wang-Tsiatis delta: 0.5 Pocock, 0 O'Brien-Fleming; above 0.5 spends more alpha early
+    # (a clearly worse candidate is rolled back within ~1,000 outcomes).
+    rollback_shape: float = 0.6
     promote_shape: float = 0.5
 
     @property
@@ -322,7 +324,10 @@ def advance(state: ExperimentState, plan: DecisionPlan) -> Decision | None:
         state.looks_done = reached
         return look(state, plan, reached - 1, final=reached == len(milestones) or out_of_time)
     if out_of_time:
-        return look(state, plan, max(state.looks_done - 1, 0), final=True)
+        # An extra, earlier last look: with the next planned look's boundary it only lowers
+        # the crossing probability.
+        index = min(state.looks_done, len(milestones) - 1)
+        return look(state, plan, index, final=True)
     return None
 
 
