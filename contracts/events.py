@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 VERSION_PATTERN = r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
@@ -73,6 +73,18 @@ class OutcomeEvent(_External):
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
+    # When the prediction this outcome belongs to was served. Optional for ingestion, but only
+    # outcomes that carry it enter the A/B test (by the ramp step live at that moment).
+    served_at: UtcDateTime | None = None
+
+    @model_validator(mode="after")
+    def _served_before_it_occurred(self) -> OutcomeEvent:
+        if self.served_at is not None and self.served_at > self.occurred_at:
+            raise ValueError(
+                f"served_at {self.served_at.isoformat()} is after "
+                f"occurred_at {self.occurred_at.isoformat()}"
+            )
+        return self
 
 
 class TrainingSampleForwarded(_Internal):
