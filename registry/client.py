@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from registry.routing import RouteTable, bucket_of
+from registry.routing import RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class ModelRouter:
         if not self._refreshed.is_set():
             self.refresh()
         table = self._tables.get(model_type)
-        return table.version_for(bucket_of(model_type, subject_id)) if table else None
+        return table.route(model_type, subject_id) if table else None
 
     def predict(self, model_type: str, subject_id: str, features: Sequence[float]) -> Prediction:
         """The score of the version this subject is routed to; 0.5 / v0.0 before any version."""

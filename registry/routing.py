@@ -1,4 +1,12 @@
-"""Deterministic A/B assignment: a subject's bucket, and which version owns a bucket (pure)."""
+"""Deterministic A/B assignment: a subject's bucket, and which version owns a bucket (pure).
+
+The bucket is salted by the set of versions that carry traffic. Within one candidate's ramp
+(production and that candidate, weights changing) the salt stays the same, so raising the
+candidate's weight moves only the subjects at the boundary; a new candidate makes a new set,
+hence a fresh split of the subjects independent of the last one (without the salt, every
+candidate was served to the same subjects, and their differences from the rest read as the
+candidate's effect, candidate after candidate).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,17 @@ from registry.versioning import parse_version
 BUCKETS = 10_000
 
 
-def bucket_of(model_type: str, subject_id: str) -> int:
-    """sha256 of `model_type NUL subject_id`, first 8 bytes big-endian, mod 10,000."""
-    digest = hashlib.sha256(f"{model_type}\x00{subject_id}".encode()).digest()
+def salt_of(weights: Mapping[str, float]) -> str:
+    """The split's salt: the versions with traffic, in order ("" when at most one has)."""
+    live = sorted((v for v, w in weights.items() if w > 0), key=parse_version)
+    return ",".join(live) if len(live) > 1 else ""
+
+
+def bucket_of(model_type: str, subject_id: str, salt: str = "") -> int:
+    """sha256 of `model_type NUL subject_id` (`model_type NUL salt NUL subject_id` when salted),
+    first 8 bytes big-endian, mod 10,000."""
+    key = f"{model_type}\x00{salt}\x00{subject_id}" if salt else f"{model_type}\x00{subject_id}"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") % BUCKETS
 
 
@@ -49,6 +65,7 @@ class RouteTable:
     """`bucket_ranges` computed once for a weight map, for many lookups (a bisect each)."""
 
     def __init__(self, weights: Mapping[str, float]) -> None:
+        self.salt = salt_of(weights)
         ranges = bucket_ranges(weights)
         self._ends = [end for _, _, end in ranges]
         self._versions = [version for version, _, _ in ranges]
@@ -63,6 +80,13 @@ class RouteTable:
             return None
         return self._versions[bisect_right(self._ends, bucket)]
 
+    def bucket_of(self, model_type: str, subject_id: str) -> int:
+        """The subject's bucket under this table's salt."""
+        return bucket_of(model_type, subject_id, self.salt)
+
+    def route(self, model_type: str, subject_id: str) -> str | None:
+        return self.version_for(self.bucket_of(model_type, subject_id))
+
 
 def route(weights: Mapping[str, float], model_type: str, subject_id: str) -> str | None:
-    return version_for_bucket(weights, bucket_of(model_type, subject_id))
+    return RouteTable(weights).route(model_type, subject_id)

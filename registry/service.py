@@ -29,7 +29,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.metrics import RegistryMetrics
-from registry.routing import RouteTable, bucket_of
+from registry.routing import RouteTable
 from registry.store import ApplyResult, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ class RegistryService:
         return self._route_with(serving, model_type, subject_id)
 
     def _route_with(self, serving: _Serving, model_type: str, subject_id: str) -> dict[str, Any]:
-        bucket = bucket_of(model_type, subject_id)
+        bucket = serving.table.bucket_of(model_type, subject_id)
         version = serving.table.version_for(bucket)
         self.metrics.routes.labels(model_type).inc()
         return {
