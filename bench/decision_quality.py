@@ -134,7 +134,7 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             later = events.served >= starts[k]
             weight[later] = weights[k]
             step[later] = k
-        candidate, positive, error, _ = _realize(events, world, weight)
+        candidate, positive, error, arrived = _realize(events, world, weight)
         # Times at which the matured candidate count reaches each milestone.
         order = np.argsort(matures, kind="stable")
         matured_candidates = np.cumsum((candidate & (events.served >= 0))[order])
@@ -179,7 +179,8 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             if to >= 1.0:
                 return Outcome("promote_1.0", matured, True)
             weights.append(to)
-            starts.append(now)
+            # The step starts with the event whose arrival triggered this look (as in streams/).
+            starts.append(float(np.min(arrived[arrived >= now])))
             continue
         if final:
             return Outcome("keep_production", matured, len(weights) > 1)
