@@ -98,6 +98,7 @@ class TrainingSampleForwarded(_Internal):
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
+    served_at: UtcDateTime | None = None  # as on the outcome event: the A/B test's cohort key
 
     @classmethod
     def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
@@ -110,6 +111,7 @@ class TrainingSampleForwarded(_Internal):
             outcome_score=event.outcome_score,
             positive_outcome=event.positive_outcome,
             occurred_at=event.occurred_at,
+            served_at=event.served_at,
         )
 
     @staticmethod
@@ -126,6 +128,7 @@ class TrainingSampleForwarded(_Internal):
                 "outcome_score": event.outcome_score,
                 "positive_outcome": event.positive_outcome,
                 "occurred_at": event.occurred_at,
+                "served_at": event.served_at,
             },
             option=orjson.OPT_UTC_Z,
         )

@@ -67,3 +67,15 @@ def test_an_outcome_window_out_of_range_is_refused(window: float) -> None:
             name="quick", feature_count=3, target="positive_outcome", loss="bce",
             outcome_window_seconds=window,
         )  # fmt: skip
+
+
+def test_the_forwarded_sample_keeps_served_at() -> None:
+    from contracts.events import TrainingSampleForwarded
+
+    event = validate_outcome(encode(good_event(served_at="2026-11-26T09:00:00Z")), CATALOG, NOW)
+    forwarded = TrainingSampleForwarded.model_validate_json(
+        TrainingSampleForwarded.json_from_outcome(event)
+    )
+    assert forwarded.served_at == datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    without = validate_outcome(encode(good_event()), CATALOG, NOW)
+    assert TrainingSampleForwarded.from_outcome(without).served_at is None
