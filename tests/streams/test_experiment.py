@@ -262,3 +262,24 @@ def test_group_sequential_boundaries_match_published_constants(
     fractions: tuple[float, ...], alpha: float, delta: float, expected: float
 ) -> None:
     assert wang_tsiatis_boundaries(fractions, alpha, delta)[-1] == pytest.approx(expected, abs=2e-3)
+
+
+def _even(outcomes: int, positives: int, buckets: int = 64) -> BucketSums:
+    return BucketSums(
+        tuple([outcomes / buckets] * buckets),
+        tuple([positives / buckets] * buckets),
+        tuple([0.04 * outcomes / buckets] * buckets),
+        0.0016 * outcomes,
+    )
+
+
+def test_flaw_1_steps_are_cohorts_so_a_daily_cycle_cannot_make_simpsons_paradox() -> None:
+    # Equal arms within each step; the 0.1 step ran at night (30%), the 0.5 step by day (70%).
+    night = (_even(1_000, 300), _even(9_000, 2_700))
+    day = (_even(5_000, 3_500), _even(5_000, 3_500))
+    pooled_candidate = ArmSummary(samples=6_000, positives=3_800)
+    pooled_production = ArmSummary(samples=14_000, positives=6_200)
+    assert decide(pooled_production, pooled_candidate, 0.05, 200).verdict is OldVerdict.PROMOTE
+    rate = compare([night, day], "rate")
+    assert rate.difference == pytest.approx(0.0, abs=1e-12)
+    assert rate.z == pytest.approx(0.0, abs=1e-9)
