@@ -123,25 +123,29 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
     weights = [RAMP[0]]
     starts = [0.0]
     slot = np.floor(events.served / plan.slot_seconds).astype(np.int64)
-    matures = (slot + 1) * plan.slot_seconds + plan.outcome_window_seconds
+    # Served times are sorted, so maturity times are too: what has matured is a prefix.
+    ready_at = (slot + 1) * plan.slot_seconds + plan.outcome_window_seconds + plan.allowance_seconds
+    first = int(np.searchsorted(events.served, 0.0, side="left"))  # served before the start: out
     milestones = plan.milestones()
     looks_done = 0
     now = 0.0
+    realized = None
     while True:
-        weight = np.full(events.served.size, weights[0])
-        step = np.zeros(events.served.size, dtype=np.int64)
-        for k in range(1, len(weights)):
-            later = events.served >= starts[k]
-            weight[later] = weights[k]
-            step[later] = k
-        candidate, positive, error, arrived = _realize(events, world, weight)
+        if realized is None:
+            weight = np.full(events.served.size, weights[0])
+            step = np.zeros(events.served.size, dtype=np.int64)
+            for k in range(1, len(weights)):
+                later = events.served >= starts[k]
+                weight[later] = weights[k]
+                step[later] = k
+            realized = _realize(events, world, weight)
+            matured_candidates = np.cumsum(realized[0][first:])
+        candidate, positive, error, arrived = realized
         # Times at which the matured candidate count reaches each milestone.
-        order = np.argsort(matures, kind="stable")
-        matured_candidates = np.cumsum((candidate & (events.served >= 0))[order])
         times = []
         for m in milestones[looks_done:]:
             i = int(np.searchsorted(matured_candidates, m))
-            times.append(matures[order][i] + plan.allowance_seconds if i < order.size else math.inf)
+            times.append(ready_at[first + i] if i < matured_candidates.size else math.inf)
         end_time = plan.max_duration_seconds + plan.allowance_seconds
         next_time = min([t for t in times if t > now] + [end_time])
         reached = looks_done + sum(1 for t in times if t <= next_time)
@@ -149,24 +153,25 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
         index = reached - 1 if reached > looks_done else min(looks_done, len(milestones) - 1)
         looks_done = max(looks_done, reached)
         now = next_time
-        ready = (matures + plan.allowance_seconds <= now) & (events.served >= 0)
+        ready = slice(first, int(np.searchsorted(ready_at, now, side="right")))
         steps = []
         for k in range(len(weights)):
-            sel = ready & (step == k)
+            sel = step[ready] == k
             sums = []
-            for arm in (candidate, ~candidate):
+            for arm in (candidate[ready], ~candidate[ready]):
                 s = sel & arm
-                b = events.bucket[s]
+                b = events.bucket[ready][s]
+                e = error[ready][s]
                 sums.append(
                     BucketSums(
                         tuple(np.bincount(b, minlength=plan.buckets).astype(float)),
-                        tuple(np.bincount(b, positive[s], minlength=plan.buckets)),
-                        tuple(np.bincount(b, error[s], minlength=plan.buckets)),
-                        float(np.sum(error[s] ** 2)),
+                        tuple(np.bincount(b, positive[ready][s], minlength=plan.buckets)),
+                        tuple(np.bincount(b, e, minlength=plan.buckets)),
+                        float(np.sum(e**2)),
                     )
                 )
             steps.append((sums[0], sums[1]))
-        matured = int(np.sum(ready & candidate))
+        matured = int(np.sum(candidate[ready]))
         rate = compare(steps, "rate")
         guard = compare(steps, "squared_error", plan.guardrail_margin)
         to = RAMP[len(weights)]
@@ -181,6 +186,7 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             weights.append(to)
             # The step starts with the event whose arrival triggered this look (as in streams/).
             starts.append(float(np.min(arrived[arrived >= now])))
+            realized = None
             continue
         if final:
             return Outcome("keep_production", matured, len(weights) > 1)
@@ -200,13 +206,17 @@ def old_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
         counted = (arrived >= starts[-1]) & (arrived <= horizon)
         order = np.argsort(arrived[counted], kind="stable")
         c, p, e, t = (x[counted][order] for x in (candidate, positive, error, arrived))
-        stats = path_statistics(c, p.astype(float), e)
-        result = first_decision(
-            stats,
-            stats.rate_log_lr >= log_boundary,
-            stats.error_log_lr >= log_boundary,
-            OLD_MIN_SAMPLES,
-        )
+        # Statistics at every event depend only on the events before it: try a prefix first.
+        for length in (30_000, c.size):
+            stats = path_statistics(c[:length], p[:length].astype(float), e[:length])
+            result = first_decision(
+                stats,
+                stats.rate_log_lr >= log_boundary,
+                stats.error_log_lr >= log_boundary,
+                OLD_MIN_SAMPLES,
+            )
+            if result.verdict.value != "continue":
+                break
         if result.verdict.value == "rollback":
             return Outcome("rollback", result.candidate_samples, len(weights) > 1)
         if result.verdict.value == "promote":
