@@ -258,6 +258,26 @@ def start_step(state: ExperimentState, weight: float, at: float, plan: DecisionP
         state.steps.append(Step(weight, at, Sums.empty(plan.buckets), Sums.empty(plan.buckets)))
 
 
+def follow(
+    state: ExperimentState | None,
+    production: str | None,
+    candidate: str | None,
+    weight: float,
+    changed_at: float,
+    plan: DecisionPlan,
+) -> ExperimentState | None:
+    """The experiment as the registry shows it: a new candidate with traffic starts one, a new
+    weight for the same candidate starts its next step's cohort. Without a candidate the last
+    experiment is kept as it ended (its verdict and evidence stay readable)."""
+    if production is None or candidate is None or weight <= 0.0:
+        return state
+    if state is None or (state.production, state.candidate) != (production, candidate):
+        return start(f"{production},{candidate}", production, candidate, weight, changed_at, plan)
+    if state.verdict is Verdict.CONTINUE and weight < 1.0:
+        start_step(state, weight, changed_at, plan)
+    return state
+
+
 def _step_at(state: ExperimentState, served_at: float) -> int | None:
     index = None
     for i, step in enumerate(state.steps):

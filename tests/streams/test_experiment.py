@@ -283,3 +283,21 @@ def test_flaw_1_steps_are_cohorts_so_a_daily_cycle_cannot_make_simpsons_paradox(
     rate = compare([night, day], "rate")
     assert rate.difference == pytest.approx(0.0, abs=1e-12)
     assert rate.z == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_experiment_follows_the_registry_view() -> None:
+    from streams.experiment import follow
+
+    plan = DecisionPlan()
+    assert follow(None, PROD, None, 0.0, 0.0, plan) is None
+    state = follow(None, PROD, CAND, 0.1, 100.0, plan)
+    assert state is not None and state.experiment_id == "v1.0,v1.1" and state.started_at == 100.0
+    state.requested_weight = 0.5
+    assert follow(state, PROD, CAND, 0.5, 200.0, plan) is state
+    assert [(s.weight, s.started_at) for s in state.steps] == [(0.1, 100.0), (0.5, 200.0)]
+    assert state.requested_weight is None
+    assert follow(state, PROD, CAND, 0.5, 300.0, plan) is state and len(state.steps) == 2
+    state.verdict = Verdict.ROLLBACK
+    assert follow(state, PROD, None, 0.0, 400.0, plan) is state  # the ended one stays readable
+    fresh = follow(state, PROD, "v1.2", 0.1, 500.0, plan)
+    assert fresh is not None and fresh is not state and fresh.experiment_id == "v1.0,v1.2"
