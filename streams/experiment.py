@@ -48,14 +48,14 @@ class Verdict(StrEnum):
 class DecisionPlan:
     """The declared design of every experiment: error budgets, margin, maximum, maturity."""
 
-    alpha_rollback: float = 0.0125
+    alpha_rollback: float = 0.01
     alpha_guardrail: float = 0.0025
     alpha_expand: float = 0.05
-    alpha_promote: float = 0.001
+    alpha_promote: float = 0.0002
     alpha_non_inferiority: float = 0.05
     guardrail_margin: float = 0.15  # relative increase of the mean squared error tolerated
     first_look: int = 450  # matured candidate outcomes at the first look; then doubling
-    max_candidate_outcomes: int = 28_800
+    max_candidate_outcomes: int = 57_600
     max_duration_seconds: float = 14 * 86_400.0
     outcome_window_seconds: float = 86_400.0
     slots_per_window: int = 24

@@ -15,8 +15,9 @@ all land in one bucket and buckets are independent. A ratio metric (positives / 
 squared error / outcomes) then has the delta-method variance sum_b (Y_b - R N_b)^2 / N^2 over
 buckets (Deng, Knoblich, Lu, KDD 2018, with buckets as clusters of subjects): correct
 whatever the number of events per subject and their correlation, O(1) per event (add to one
-bucket), and small to keep (B sums per arm). Under the null the residuals use the pooled rate
-of both arms (a rare rate's arm with no positives yet still has its variance). Ramp steps are
+bucket), and small to keep (B sums per arm). Under the null the variance uses the pooled rate
+of both arms (a rare rate's arm with no positives yet still has its variance), and never less
+than the event-level variance or an arm's own. Ramp steps are
 separate cohorts (an outcome belongs to the step live when it was served); their differences
 are combined with inverse-variance weights, and the same subject in two steps is accounted for
 because the buckets are shared across steps.
@@ -128,17 +129,23 @@ def _step_statistics(
     clustered = buckets / max(buckets - 1, 1) * sum(r * r for r in residuals) / (nc + np_)
     # ...never below the event-level variance: subjects' events are not negatively correlated,
     # and a few dozen buckets can underestimate by chance.
+    mean_c, mean_p = sc / nc, sp / np_
     if metric == "rate":
         floor = baseline * (1.0 - baseline)
+        own_c, own_p = mean_c * (1.0 - mean_c), mean_p * (1.0 - mean_p)
     else:
         floor = (candidate.e2 / (k * k) + production.e2) / (nc + np_) - baseline * baseline
+        own_c, own_p = candidate.e2 / nc - mean_c**2, production.e2 / np_ - mean_p**2
     sigma2 = max(clustered, floor, 0.0)
-    variance = k * k * sigma2 * (1.0 / nc + 1.0 / np_)
+    # An arm whose own variance is larger (more positives than pooled at a rare rate) keeps it:
+    # counts of rare events are skewed towards the excess, which the normal tail would
+    # understate, so an arm's excess never looks more significant than under its own rate.
+    variance = max(k * k * sigma2, own_c) / nc + k * k * max(sigma2, own_p) / np_
     influence = [
         (yc - k * baseline * n_c) / nc - k * (yp - baseline * n_p) / np_
         for yc, n_c, yp, n_p in zip(vc, candidate.n, vp, production.n, strict=True)
     ]
-    return sc / nc - k * sp / np_, variance, influence
+    return mean_c - k * mean_p, variance, influence
 
 
 def compare(
