@@ -62,7 +62,7 @@ def module_rule(events, world: World) -> tuple[str, int]:
 
 @pytest.mark.parametrize(
     ("seed", "effect", "expected"),
-    [(1, -0.05, "rollback"), (2, 0.0, "keep_production"), (3, 0.05, "promote_1.0")],
+    [(1, -0.1, "rollback"), (2, 0.0, "keep_production"), (4, 0.1, "promote_1.0")],
 )
 def test_the_benchmark_measures_the_module(seed: int, effect: float, expected: str) -> None:
     world = World(0.5, "fast", subjects=5_000, effect=effect, rate_per_hour=400.0)
