@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.serving import Status
 from contracts.versions import Version
@@ -72,6 +72,18 @@ class OutcomeEvent(_External):
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
+    # When the prediction this outcome belongs to was served. Optional for ingestion, but only
+    # outcomes that carry it enter the A/B test (by the ramp step live at that moment).
+    served_at: UtcDateTime | None = None
+
+    @model_validator(mode="after")
+    def _served_before_it_occurred(self) -> OutcomeEvent:
+        if self.served_at is not None and self.served_at > self.occurred_at:
+            raise ValueError(
+                f"served_at {self.served_at.isoformat()} is after "
+                f"occurred_at {self.occurred_at.isoformat()}"
+            )
+        return self
 
 
 class TrainingSampleForwarded(_Internal):
@@ -85,6 +97,7 @@ class TrainingSampleForwarded(_Internal):
     outcome_score: float = Field(ge=0.0, le=1.0)
     positive_outcome: bool
     occurred_at: UtcDateTime
+    served_at: UtcDateTime | None = None  # as on the outcome event: the A/B test's cohort key
 
     @classmethod
     def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
@@ -108,6 +121,7 @@ def _forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, An
         "outcome_score": event.outcome_score,
         "positive_outcome": event.positive_outcome,
         "occurred_at": event.occurred_at,
+        "served_at": event.served_at,
     }
 
 

@@ -33,6 +33,8 @@ class ModelTypeSpec(BaseModel):
     hidden_layers: tuple[int, ...] = (128, 64, 32)
     input_name: str = "features"
     output_name: str = "score"
+    # Every outcome is known by served_at + this: the A/B test counts a cohort once it is this old.
+    outcome_window_seconds: float = Field(default=86_400.0, gt=0, le=366 * 86_400)
     # Named features (in the order outcome events send them); feature_count then follows.
     features: tuple[str, ...] | None = None
     trainer: TrainerConfig = BuiltinTrainer()

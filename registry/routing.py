@@ -1,4 +1,12 @@
-"""Deterministic A/B assignment: a subject's bucket, and which version owns a bucket (pure)."""
+"""Deterministic A/B assignment: a subject's bucket, and which version owns a bucket (pure).
+
+The bucket is salted by the set of versions that carry traffic. Within one candidate's ramp
+(production and that candidate, weights changing) the salt stays the same, so raising the
+candidate's weight moves only the subjects at the boundary; a new candidate makes a new set,
+hence a fresh split of the subjects independent of the last one (without the salt, every
+candidate was served to the same subjects, and their differences from the rest read as the
+candidate's effect, candidate after candidate).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +22,17 @@ BUCKETS = 10_000
 _first_8_bytes = struct.Struct(">Q").unpack_from
 
 
-def bucket_of(model_type: str, subject_id: str) -> int:
-    """sha256 of `model_type NUL subject_id`, first 8 bytes big-endian, mod 10,000."""
-    digest = hashlib.sha256(f"{model_type}\x00{subject_id}".encode()).digest()
+def salt_of(weights: Mapping[str, float]) -> str:
+    """The split's salt: the versions with traffic, in order ("" when at most one has)."""
+    live = sorted((v for v, w in weights.items() if w > 0), key=parse_version)
+    return ",".join(live) if len(live) > 1 else ""
+
+
+def bucket_of(model_type: str, subject_id: str, salt: str = "") -> int:
+    """sha256 of `model_type NUL subject_id` (`model_type NUL salt NUL subject_id` when salted),
+    first 8 bytes big-endian, mod 10,000."""
+    key = f"{model_type}\x00{salt}\x00{subject_id}" if salt else f"{model_type}\x00{subject_id}"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") % BUCKETS
 
 
@@ -52,6 +68,7 @@ class RouteTable:
     """`bucket_ranges` computed once for a weight map, for many lookups (a bisect each)."""
 
     def __init__(self, weights: Mapping[str, float]) -> None:
+        self.salt = salt_of(weights)
         ranges = bucket_ranges(weights)
         self._ends = [end for _, _, end in ranges]
         self._versions = [version for version, _, _ in ranges]
@@ -66,6 +83,13 @@ class RouteTable:
             return None
         return self._versions[bisect_right(self._ends, bucket)]
 
+    def bucket_of(self, model_type: str, subject_id: str) -> int:
+        """The subject's bucket under this table's salt."""
+        return bucket_of(model_type, subject_id, self.salt)
+
+    def route(self, model_type: str, subject_id: str) -> str | None:
+        return self.version_for(self.bucket_of(model_type, subject_id))
+
 
 class SubjectRoutes(RouteTable):
     """A route table for one model type that takes subjects: a client's hot path. It hashes as
@@ -73,7 +97,8 @@ class SubjectRoutes(RouteTable):
 
     def __init__(self, model_type: str, weights: Mapping[str, float]) -> None:
         super().__init__(weights)
-        self._prefix = hashlib.sha256(f"{model_type}\x00".encode())
+        prefix = f"{model_type}\x00{self.salt}\x00" if self.salt else f"{model_type}\x00"
+        self._prefix = hashlib.sha256(prefix.encode())
 
     def version_of(self, subject_id: str) -> str | None:
         if not self._ends:
@@ -85,4 +110,4 @@ class SubjectRoutes(RouteTable):
 
 
 def route(weights: Mapping[str, float], model_type: str, subject_id: str) -> str | None:
-    return version_for_bucket(weights, bucket_of(model_type, subject_id))
+    return RouteTable(weights).route(model_type, subject_id)

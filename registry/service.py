@@ -34,7 +34,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.metrics import RegistryMetrics
-from registry.routing import RouteTable, bucket_of
+from registry.routing import RouteTable
 from registry.store import ApplyResult, RegistryStore
 from registry.views import ModelSummary, RetrainOut, RouteOut, VersionWeight
 
@@ -332,7 +332,7 @@ class RegistryService:
         return self._route_with(serving, model_type, subject_id)
 
     def _route_with(self, serving: _Serving, model_type: str, subject_id: str) -> RouteOut:
-        bucket = bucket_of(model_type, subject_id)
+        bucket = serving.table.bucket_of(model_type, subject_id)
         version = serving.table.version_for(bucket)
         self.metrics.routes.labels(model_type).inc()
         # Built without validation: every field comes from the table, the hot path stays cheap.

@@ -259,6 +259,7 @@ class Simulation:
             outcome_score=outcome.outcome_score,
             positive_outcome=outcome.positive,
             occurred_at=occurred_at,
+            served_at=occurred_at,  # the simulated app learns the outcome when it serves
         )
         value = to_json(event)
         self.publisher.publish(subject_id, value)
@@ -291,6 +292,7 @@ class Simulation:
             "outcome_score": 0.5,
             "positive_outcome": False,
             "occurred_at": occurred_at.astimezone(UTC).isoformat(),
+            "served_at": occurred_at.astimezone(UTC).isoformat(),
         }
 
     def _invalid_message(self) -> tuple[str, bytes, RejectReason]:

@@ -201,6 +201,7 @@ def test_the_fast_forward_json_means_what_the_model_serializes(
             outcome_score=outcome_score,
             features=features,
             occurred_at=occurred.isoformat(),
+            served_at=(occurred - timedelta(seconds=microsecond)).isoformat(),
         )
     ).encode()
     event = validate_outcome(raw, CATALOG, NOW)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.routing import BUCKETS, bucket_of, bucket_ranges, version_for_bucket
+from registry.routing import (
+    BUCKETS,
+    RouteTable,
+    bucket_of,
+    bucket_ranges,
+    salt_of,
+    version_for_bucket,
+)
 
 
 def test_bucket_is_stable_and_in_range() -> None:
@@ -69,6 +76,7 @@ def test_one_weight_change_moves_only_the_difference(before: int, after: int, th
     assert version_for_bucket(new, third * 300) == new_owners[third * 300]
 
 
+@settings(deadline=None)  # a 10,000-version table per example: slow on a busy machine
 @given(st.text(max_size=64), st.text(max_size=256))
 def test_the_bucket_is_the_documented_hash(model_type: str, subject_id: str) -> None:
     """sha256 of `model_type NUL subject_id`, first 8 bytes big-endian, mod 10,000: the router's
@@ -82,4 +90,38 @@ def test_the_bucket_is_the_documented_hash(model_type: str, subject_id: str) -> 
     assert bucket_of(model_type, subject_id) == expected
     # a table whose every bucket names itself: the router's one-call lookup hashes the same
     ranges = {f"v{b}.0": 1.0 for b in range(BUCKETS)}
-    assert SubjectRoutes(model_type, ranges).version_of(subject_id) == f"v{expected}.0"
+    routes = SubjectRoutes(model_type, ranges)
+    assert routes.version_of(subject_id) == f"v{bucket_of(model_type, subject_id, routes.salt)}.0"
+    assert SubjectRoutes(model_type, {"v1.0": 1.0}).salt == ""  # one live version: unsalted
+
+
+def test_the_salt_is_the_set_of_versions_with_traffic() -> None:
+    assert salt_of({"v1.0": 1.0}) == ""
+    assert salt_of({"v1.0": 1.0, "v1.1": 0.0}) == ""
+    assert salt_of({"v1.10": 0.1, "v1.2": 0.9}) == "v1.2,v1.10"
+    assert RouteTable({"v1.2": 0.9, "v1.3": 0.1}).salt == "v1.2,v1.3"
+
+
+SUBJECTS = [f"subject-{i}" for i in range(20_000)]
+
+
+def _served(weights: dict[str, float], version: str) -> set[str]:
+    table = RouteTable(weights)
+    return {s for s in SUBJECTS if table.route("calling_score", s) == version}
+
+
+def test_within_one_candidates_ramp_only_production_subjects_move_to_it() -> None:
+    at_10 = _served({"v1.0": 0.9, "v1.1": 0.1}, "v1.1")
+    at_50 = _served({"v1.0": 0.5, "v1.1": 0.5}, "v1.1")
+    at_100 = _served({"v1.1": 1.0}, "v1.1")
+    assert at_10 <= at_50 <= at_100  # nobody goes back to production on the way up
+    assert abs(len(at_10) / len(SUBJECTS) - 0.1) < 0.01
+    assert abs(len(at_50) / len(SUBJECTS) - 0.5) < 0.015
+
+
+def test_every_candidate_gets_a_fresh_independent_split() -> None:
+    first = _served({"v1.0": 0.9, "v1.1": 0.1}, "v1.1")
+    second = _served({"v1.0": 0.9, "v1.2": 0.1}, "v1.2")
+    overlap = len(first & second) / len(SUBJECTS)
+    # Independent splits share 0.1 * 0.1 = 1% of subjects; unsalted they shared all 10%.
+    assert 0.005 < overlap < 0.02

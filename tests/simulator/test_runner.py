@@ -235,3 +235,21 @@ def test_a_fault_strength_outside_zero_one_is_refused(tmp_path: Path, strength: 
     with pytest.raises(ValueError):
         write_fault(tmp_path, "calling_score", strength)
     assert not any(tmp_path.iterdir())
+
+
+def test_every_event_carries_served_at_not_after_occurred_at(tmp_path: Path, world: World) -> None:
+    _, publisher = simulate(tmp_path, world=world, events=300, seed=5, invalid_fraction=0.1)
+    valid = 0
+    for _key, value in publisher.messages:
+        try:
+            document = json.loads(value)
+        except ValueError:
+            continue  # the deliberately truncated JSON
+        assert "served_at" in document
+        try:
+            event = validate_outcome(value, CATALOG, NOW)
+        except OutcomeRejected:
+            continue  # the deliberately invalid messages
+        assert event.served_at is not None and event.served_at <= event.occurred_at
+        valid += 1
+    assert valid >= 250
