@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,20 @@ class ConsumerOptions:
 
     `auto_commit=False`: nothing is committed unless the caller commits (a reader that only
     assigns, or a worker that commits itself); `partition_eof`: the end of a partition arrives
-    as an event; `quiet`: librdkafka logs nothing (a probe of a broker that may be away)."""
+    as an event; `quiet`: librdkafka logs nothing (a probe of a broker that may be away);
+    `assignment_strategy` e.g. "cooperative-sticky" (a rebalance moves only the partitions that
+    change owner); `queued_max_messages_kbytes` bounds the prefetch queue; `error_cb` hears
+    client errors (a fatal one ends a worker)."""
 
     auto_commit: bool = True
     session_timeout_ms: int | None = None
+    heartbeat_interval_ms: int | None = None
     max_poll_interval_ms: int | None = None
     partition_eof: bool = False
     fetch_wait_max_ms: int | None = None
+    queued_max_messages_kbytes: int | None = None
+    assignment_strategy: str | None = None
+    error_cb: Callable[[KafkaError], None] | None = None
     quiet: bool = False
 
 
@@ -64,12 +72,20 @@ def consumer_config(
     }
     if options.session_timeout_ms is not None:
         config["session.timeout.ms"] = options.session_timeout_ms
+    if options.heartbeat_interval_ms is not None:
+        config["heartbeat.interval.ms"] = options.heartbeat_interval_ms
     if options.max_poll_interval_ms is not None:
         config["max.poll.interval.ms"] = options.max_poll_interval_ms
     if options.partition_eof:
         config["enable.partition.eof"] = True
     if options.fetch_wait_max_ms is not None:
         config["fetch.wait.max.ms"] = options.fetch_wait_max_ms
+    if options.queued_max_messages_kbytes is not None:
+        config["queued.max.messages.kbytes"] = options.queued_max_messages_kbytes
+    if options.assignment_strategy is not None:
+        config["partition.assignment.strategy"] = options.assignment_strategy
+    if options.error_cb is not None:
+        config["error_cb"] = options.error_cb
     if options.quiet:
         config["log_level"] = 0
     config.update(overrides)
