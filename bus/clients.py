@@ -8,15 +8,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
 
 
-def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
-    """Idempotent, acks=all, lz4; `overrides` (raw librdkafka keys) is the streams worker's and
-    the benchmarks' own tuning."""
+@dataclass(frozen=True)
+class ProducerOptions:
+    """How a producer differs from the default: the batching and local-queue bounds;
+    `message_timeout_ms=0` never gives a message up (a broker outage blocks the caller's next
+    flush instead); `java_partitioner`: a key lands where Java clients put it; `error_cb` hears
+    client errors and `on_delivery` every delivery report."""
+
+    batch_num_messages: int | None = None
+    queue_buffering_max_messages: int | None = None
+    queue_buffering_max_kbytes: int | None = None
+    message_timeout_ms: int | None = None
+    java_partitioner: bool = False
+    error_cb: Callable[[KafkaError], None] | None = None
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None
+
+
+def producer_config(
+    bootstrap_servers: str, options: ProducerOptions = ProducerOptions(), **overrides: Any
+) -> dict[str, Any]:
+    """Idempotent, acks=all, lz4; `overrides` (raw librdkafka keys) is the benchmarks' own
+    tuning."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,
@@ -24,6 +49,20 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
         "linger.ms": 5,
         "compression.type": "lz4",
     }
+    if options.batch_num_messages is not None:
+        config["batch.num.messages"] = options.batch_num_messages
+    if options.queue_buffering_max_messages is not None:
+        config["queue.buffering.max.messages"] = options.queue_buffering_max_messages
+    if options.queue_buffering_max_kbytes is not None:
+        config["queue.buffering.max.kbytes"] = options.queue_buffering_max_kbytes
+    if options.message_timeout_ms is not None:
+        config["message.timeout.ms"] = options.message_timeout_ms
+    if options.java_partitioner:
+        config["partitioner"] = "murmur2_random"
+    if options.error_cb is not None:
+        config["error_cb"] = options.error_cb
+    if options.on_delivery is not None:
+        config["on_delivery"] = options.on_delivery
     config.update(overrides)
     return config
 
@@ -61,7 +100,7 @@ def consumer_config(
     **overrides: Any,
 ) -> dict[str, Any]:
     """At-least-once: offsets are stored explicitly after the work is durable. `overrides`
-    (raw librdkafka keys) is the streams worker's and the benchmarks' own tuning."""
+    (raw librdkafka keys) is the benchmarks' own tuning."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
@@ -92,8 +131,10 @@ def consumer_config(
     return config
 
 
-def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
-    return Producer(producer_config(bootstrap_servers, **overrides))
+def make_producer(
+    bootstrap_servers: str, options: ProducerOptions = ProducerOptions(), **overrides: Any
+) -> Producer:
+    return Producer(producer_config(bootstrap_servers, options, **overrides))
 
 
 def make_consumer(

@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from bus.clients import make_producer
+from bus.clients import ProducerOptions, make_producer
 from bus.dead_letters import Headers, dead_letter
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,17 @@ class Sender:
         self._on_failure = on_failure
         self.producer: Producer = make_producer(
             bootstrap_servers,
-            **{
-                "linger.ms": 5,
-                "batch.num.messages": 10_000,
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 1_048_576,
-                # Java's partitioner: the same key lands where other clients expect it.
-                "partitioner": "murmur2_random",
+            ProducerOptions(
+                batch_num_messages=10_000,
+                queue_buffering_max_messages=1_000_000,
+                queue_buffering_max_kbytes=1_048_576,
                 # Never give up on a message: a broker outage blocks the next commit instead.
-                "message.timeout.ms": 0,
-                "error_cb": on_client_error,
-                "on_delivery": self.on_delivery,
-            },
+                message_timeout_ms=0,
+                # Java's partitioner: the same key lands where other clients expect it.
+                java_partitioner=True,
+                error_cb=on_client_error,
+                on_delivery=self.on_delivery,
+            ),
         )
 
     def produce(

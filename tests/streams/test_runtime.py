@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from bus.clients import ConsumerOptions, consumer_config, make_consumer
+from bus.clients import (
+    ConsumerOptions,
+    ProducerOptions,
+    consumer_config,
+    make_consumer,
+    producer_config,
+)
 from contracts.topics import Topics
 from streams import tables
 from streams.changelog import Changelogs, ChangelogWriter
@@ -101,6 +107,24 @@ def test_streams_consumer_options_reach_librdkafka_through_bus_clients() -> None
     assert config["error_cb"] is on_error
     assert config["enable.auto.commit"] is False
     assert "partition.assignment.strategy" not in consumer_config("b:9092", "g")
+
+
+def test_streams_producer_options_reach_librdkafka_through_bus_clients() -> None:
+    config = producer_config(
+        "b:9092",
+        ProducerOptions(
+            batch_num_messages=10_000,
+            queue_buffering_max_kbytes=1_048_576,
+            message_timeout_ms=0,
+            java_partitioner=True,
+        ),
+    )
+    assert config["batch.num.messages"] == 10_000
+    assert config["queue.buffering.max.kbytes"] == 1_048_576
+    assert config["message.timeout.ms"] == 0
+    assert config["partitioner"] == "murmur2_random"
+    assert config["acks"] == "all" and config["enable.idempotence"] is True
+    assert "partitioner" not in producer_config("b:9092")
 
 
 class Failures:
