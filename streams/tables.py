@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -45,9 +45,29 @@ def _plain(value: Any) -> Any:
     return to_dict() if to_dict is not None else value
 
 
+class TableStore(Protocol):
+    """One partition of a table, as the runtime sees it: the batch's changes go out to the
+    changelog (`take_changed`), a restore feeds it the changelog back (`restore_batch`) from
+    `checkpoint` on. Reads and writes are the table's own (`streams.processing` uses them)."""
+
+    def take_changed(self) -> Iterable[tuple[bytes, bytes]]: ...
+
+    def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None: ...
+
+    @property
+    def checkpoint(self) -> int: ...
+
+    def set_checkpoint(self, offset: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ChangelogTable(dict[str, Any]):
-    """One partition of a small table: a dict that remembers which keys changed since the
-    last `take_changed`, so each changed key is written to the changelog once per batch."""
+    """One partition of a small table, in memory: a dict that remembers which keys changed
+    since the last `take_changed`, so each changed key is written to the changelog once per
+    batch. Nothing is kept locally, so a restore reads its whole changelog (checkpoint 0)."""
+
+    checkpoint = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,9 +88,20 @@ class ChangelogTable(dict[str, Any]):
         else:
             super().__setitem__(key.decode(), orjson.loads(value))
 
+    def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in records:
+            self.restore(key, value)
+
+    def set_checkpoint(self, offset: int) -> None:
+        """Nothing to remember: the memory is gone with the process."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 class SeenEventIds:
-    """One partition of the dedupe window: event_id -> [partition, offset] where first seen.
+    """One partition of the dedupe window in RocksDB: event_id -> [partition, offset] where
+    first seen; restores resume from its on-disk `checkpoint`.
 
     On disk in RocksDB, one database per window-long time bucket: writes go to the current
     bucket, lookups read the current and the previous one, older buckets are deleted whole.

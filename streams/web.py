@@ -7,22 +7,37 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
 from streams import processing, tables
+from streams.views import TableViews
 
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, Any]
 
 
+class WorkerReadout(Protocol):
+    """What the web views may read of a worker (`streams.worker.Worker` is one)."""
+
+    @property
+    def views(self) -> TableViews: ...
+
+    @property
+    def sample_threshold(self) -> int: ...
+
+    def knows(self, model_type: str) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 class StreamsWeb:
     """Routes of docs/design.md's streams table, plus /rejections and /healthz."""
 
-    def __init__(self, worker: Any) -> None:
+    def __init__(self, worker: WorkerReadout) -> None:
         self.worker = worker
 
     def answer(self, path: str, query: dict[str, list[str]]) -> Answer:
@@ -36,7 +51,7 @@ class StreamsWeb:
         if len(parts) != 2 or parts[0] not in ("performance", "samples", "abtest"):
             return 404, {"detail": "not found"}
         route, model_type = parts
-        if model_type not in self.worker.catalog:
+        if not self.worker.knows(model_type):
             return 404, {"detail": f"unknown model type {model_type!r}"}
         views = self.worker.views
         if route == "performance":
@@ -54,7 +69,7 @@ class StreamsWeb:
                 lambda: processing.samples_view(
                     views.table(tables.MODEL_TYPES),
                     model_type,
-                    self.worker.settings.retrain_sample_threshold,
+                    self.worker.sample_threshold,
                 )
             )
         return self._when_ready(
@@ -67,16 +82,7 @@ class StreamsWeb:
         return 200, build()
 
     def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "assigned": self.worker.assigned,
-            "events_processed": self.worker.events_processed,
-            "tables_caught_up": self.worker.views.caught_up,
-            "tables_held_back": self.worker.views.held_back,
-            "registry_events_seen": self.worker.follower.events_seen,
-            "registry_caught_up": self.worker.follower.caught_up,
-            "manual_retrains_seen": self.worker.follower.manual_retrains_seen,
-        }
+        return {"status": "ok", **self.worker.health()}
 
     def serve(self, host: str, port: int) -> ThreadingHTTPServer:
         web = self

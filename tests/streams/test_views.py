@@ -8,7 +8,7 @@ follower may read them: the state first.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -38,14 +38,24 @@ def batch(
     return list(states.take_changed()), list(performance.take_changed())
 
 
+@dataclass
+class Readout:
+    """A worker as the web views see it (`streams.web.WorkerReadout`), without the worker."""
+
+    views: TableViews
+    sample_threshold: int = RULES.retrain_sample_threshold
+    catalog: ModelTypeCatalog = field(default_factory=ModelTypeCatalog)
+
+    def knows(self, model_type: str) -> bool:
+        return model_type in self.catalog
+
+    def health(self) -> dict[str, Any]:
+        return {"tables_caught_up": self.views.caught_up}
+
+
 def web_over(views: TableViews) -> StreamsWeb:
     views._tail.caught_up = True  # the records below are all there is
-    worker = SimpleNamespace(
-        views=views,
-        catalog=ModelTypeCatalog(),
-        settings=SimpleNamespace(retrain_sample_threshold=RULES.retrain_sample_threshold),
-    )
-    return StreamsWeb(worker)
+    return StreamsWeb(Readout(views))
 
 
 def read(views: TableViews, records: list[tuple[bytes, bytes]], name: str) -> None:
