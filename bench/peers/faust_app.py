@@ -27,10 +27,16 @@ PARTITIONS = 4  # tables are co-partitioned with outcome-events and training-sam
 
 
 def build(settings: PeerSettings) -> faust.App:
+    # A `take` batch is written after its events were iterated, where faust knows no current
+    # event: its RocksDB store cannot file a write then (it asserts one), so that variant keeps
+    # its tables in memory (faust's default store, restored from the changelogs at start), and
+    # its changelog partitions come from the producer's partitioner, as faust's docs advise for
+    # writes outside a stream.
+    batched = settings.variant == "take"
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store="rocksdb://",
+        store="memory://" if batched else "rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=PARTITIONS,
         broker_commit_interval=settings.commit_interval,
@@ -48,9 +54,9 @@ def build(settings: PeerSettings) -> faust.App:
     samples = app.topic(topics.training_samples, **raw)
     commands = app.topic(topics.retrain_commands, **raw)
 
-    seen = app.Table("seen", default=bool)
-    counts = app.Table("counts", default=int)
-    daily = app.Table("daily", default=list)
+    seen = app.Table("seen", default=bool, use_partitioner=batched)
+    counts = app.Table("counts", default=int, use_partitioner=batched)
+    daily = app.Table("daily", default=list, use_partitioner=batched)
 
     async def on_outcome_event(event: Any) -> None:
         checked = check_outcome(event.value)
@@ -69,7 +75,7 @@ def build(settings: PeerSettings) -> faust.App:
                     key=model_type.encode(), value=retrain_command(model_type, count)
                 )
 
-    if settings.variant == "agents":
+    if not batched:
 
         @app.agent(outcomes)
         async def on_outcome(stream: Any) -> None:

@@ -53,7 +53,7 @@ from bus.local_broker import free_port  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from streams import rules  # noqa: E402
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events  # noqa: E402
-from tests.streams.harness import StreamsWorker, get_json, produce, read_topic  # noqa: E402
+from tests.streams.harness import StreamsWorker, get_json, produce  # noqa: E402
 
 PARTITIONS = 4
 THRESHOLD = 1000  # retrain threshold in the throughput and kill runs
@@ -189,7 +189,7 @@ class Running:
             return tables
         values: dict[bytes, Any] = {}
         for topic in self._changelogs():
-            for message in read_topic(self.bootstrap, topic):
+            for message in read_all(self.bootstrap, topic):
                 value = message.value()
                 values[message.key()] = None if value is None else orjson.loads(value)
         return peer_tables(self.engine.kind, values)
@@ -318,9 +318,34 @@ def _same_day(got: tuple[int, int, float, float] | None, n: int, pos: int, pred:
     )
 
 
+def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed message of a topic up to its current end. Unlike the tests' `read_topic`,
+    it also ends on a transactional topic, whose last offset is a commit marker no read returns."""
+    consumer = make_consumer(
+        bootstrap, f"bench-read-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        messages: list[Any] = []
+        deadline, last_read = time.monotonic() + 120, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last_read < 3:
+            batch = [m for m in consumer.consume(10_000, timeout=0.2) if m.error() is None]
+            if batch:
+                messages += batch
+                last_read = time.monotonic()
+            positions = consumer.position(tps)
+            if all(tp.offset >= end or end == 0 for tp, end in zip(positions, ends, strict=True)):
+                break
+        return messages
+    finally:
+        consumer.close()
+
+
 def forwarded_ids(bootstrap: str, topics: Topics) -> Counter[str]:
     return Counter(
-        orjson.loads(m.value())["event_id"] for m in read_topic(bootstrap, topics.training_samples)
+        orjson.loads(m.value())["event_id"] for m in read_all(bootstrap, topics.training_samples)
     )
 
 
