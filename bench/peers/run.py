@@ -49,7 +49,7 @@ from bench.peers.job import PeerSettings  # noqa: E402
 from bench.streams_throughput import _event, percentile, raw_ceiling  # noqa: E402
 from bus import local_broker  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
-from bus.clients import make_consumer, make_producer  # noqa: E402
+from bus.clients import make_admin, make_consumer, make_producer  # noqa: E402
 from bus.local_broker import free_port  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from streams import rules  # noqa: E402
@@ -142,7 +142,6 @@ class Running:
                 self.workdir / "state",
                 RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(self.engine.threshold),
                 RELEARN_STREAMS_COMMIT_INTERVAL_SECONDS=str(self.engine.commit_interval),
-                RELEARN_STREAMS_TEST_LOG_LEVEL="WARNING",
             )
             self.worker.start()
             return self
@@ -161,8 +160,6 @@ class Running:
         return self
 
     def _changelogs(self) -> list[str]:
-        from bus.clients import make_admin
-
         names = make_admin(self.bootstrap).list_topics(timeout=10).topics
         app = self.settings.app_id
         if self.engine.kind == "faust":
