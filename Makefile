@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-1
 SYSTEM_DEPS := .relearn/.system-deps
 KAFKA_JARS := .relearn/.kafka-jars
 
-.PHONY: setup run test test-fast chaos bench lint kafka-up kafka-down clean
+.PHONY: setup run test test-fast chaos bench bench-peers lint kafka-up kafka-down clean
 
 setup: $(INSTALLED) $(SYSTEM_DEPS) $(KAFKA_JARS)
 
@@ -45,6 +45,24 @@ chaos: setup
 bench: setup
 	bash scripts/bench.sh
 
+# relearn's worker side by side with faust-streaming and quix-streams on the same job (BENCHMARKS.md,
+# streams; ~1 h at full size on 2 cores). The peers live in their own venv: quixstreams caps
+# confluent-kafka below 2.13, and .venv (relearn's own) keeps the newer one everyone else runs.
+# BENCH_PEERS_ARGS="--events 20000 --rounds 2" runs it smaller.
+PEERS_VENV := .venv-peers
+PEERS_INSTALLED := $(PEERS_VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+BENCH_PEERS_ARGS ?= --events 200000 --rounds 3
+
+$(PEERS_INSTALLED): pyproject.toml
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q -e '.[peers]'
+	@rm -f $(PEERS_VENV)/.installed-*
+	@touch $@
+
+bench-peers: $(PEERS_INSTALLED) $(SYSTEM_DEPS)
+	PYTHONPATH=$(CURDIR) $(PEERS_VENV)/bin/python -m bench.peers.run $(BENCH_PEERS_ARGS)
+
 LINTED := contracts bus streams training registry simulator relearn tests bench scripts
 
 # ruff (style, blind excepts, complexity), mypy (strict on contracts/, bus/ and the pure rules) and
@@ -62,4 +80,4 @@ kafka-down:
 	$(BIN)/relearn kafka down
 
 clean:
-	rm -rf .relearn $(VENV)
+	rm -rf .relearn $(VENV) $(PEERS_VENV)

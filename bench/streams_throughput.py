@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_consumer, make_producer  # noqa: E402
+from bus.local_broker import free_port  # noqa: E402
 from bus.settings import KafkaSettings  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from streams.testing import outcome_events  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.streams.harness import StreamsWorker, get_json, produce, wait_until  # noqa: E402
 
 

@@ -1,0 +1,124 @@
+"""The job every peer runs, through relearn's own contract functions: validate, forward, count, daily.
+
+Pure functions and the peers' settings; each peer app wires these into its library's idioms, so
+the libraries are compared on the Kafka plumbing alone, never on the rules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contracts.events import RetrainReason, RetrainRequested, TrainingSampleForwarded, to_json
+from contracts.model_types import ModelTypeCatalog
+from contracts.topics import Topics
+from contracts.validation import OutcomeRejected, validate_outcome
+from streams import rules
+from streams.processing import parse_sample
+
+CATALOG = ModelTypeCatalog()
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    """What the runner hands a peer app, through its environment (read only in `main`)."""
+
+    bootstrap: str
+    prefix: str
+    data_dir: Path
+    commit_interval: float
+    threshold: int
+    variant: str  # faust: "agents" or "take"; quix: "at-least-once" or "exactly-once"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}peer-{self.variant}"
+
+    @classmethod
+    def from_env(cls) -> PeerSettings:
+        return cls(
+            bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            prefix=os.environ.get("RELEARN_TOPIC_PREFIX", ""),
+            data_dir=Path(os.environ["PEERS_DATA_DIR"]),
+            commit_interval=float(os.environ.get("PEERS_COMMIT_INTERVAL_SECONDS", "1.0")),
+            threshold=int(os.environ.get("PEERS_RETRAIN_THRESHOLD", "1000")),
+            variant=os.environ["PEERS_VARIANT"],
+        )
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "RELEARN_TOPIC_PREFIX": self.prefix,
+            "PEERS_DATA_DIR": str(self.data_dir),
+            "PEERS_COMMIT_INTERVAL_SECONDS": str(self.commit_interval),
+            "PEERS_RETRAIN_THRESHOLD": str(self.threshold),
+            "PEERS_VARIANT": self.variant,
+        }
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One outcome event after validation: a sample to forward, or a reason to dead-letter it."""
+
+    raw: bytes | None
+    event_id: str = ""
+    model_type: str = ""
+    forward: bytes = b""
+    reason: str = ""
+    detail: str = ""
+
+
+def check_outcome(raw: bytes | None) -> Checked:
+    try:
+        event = validate_outcome(raw, CATALOG, datetime.now(UTC))
+    except OutcomeRejected as rejected:
+        return Checked(raw, reason=rejected.reason.value, detail=rejected.detail)
+    event_id = str(event.event_id)
+    forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
+    return Checked(raw, event_id, event.model_type, forward)
+
+
+def dead_letter_headers(checked: Checked) -> list[tuple[str, bytes]]:
+    return [("error.reason", checked.reason.encode()), ("error.detail", checked.detail.encode())]
+
+
+def read_sample(value: bytes | None) -> dict[str, Any]:
+    """The forwarded sample (streams' own parse: MalformedSample on anything else)."""
+    return parse_sample(value)
+
+
+def day_key(sample: dict[str, Any]) -> str:
+    return rules.performance_key(
+        sample["model_type"], sample["model_version"], sample["occurred_at"][:10]
+    )
+
+
+def add_to_day(sums: list[Any] | None, sample: dict[str, Any]) -> list[Any]:
+    """[sample_count, positives, prediction_sum, outcome_score_sum] with one more sample."""
+    day = rules.DailyPerformance(*(sums or ())).add(
+        sample["positive_outcome"], sample["prediction"], sample["outcome_score"]
+    )
+    return [day.sample_count, day.positives, day.prediction_sum, day.outcome_score_sum]
+
+
+def crossed(count: int, threshold: int) -> bool:
+    return count % threshold == 0
+
+
+def retrain_command(model_type: str, count: int) -> bytes:
+    """The command a threshold crossing sends; its id is the crossing, so a re-send is visible."""
+    return to_json(
+        RetrainRequested(
+            command_id=f"{model_type}-{count}",
+            model_type=model_type,
+            reason=RetrainReason.SAMPLE_THRESHOLD,
+            new_samples=count,
+        )
+    )
