@@ -104,6 +104,19 @@ class RetrainWorker:
         now: datetime | None = None,
         position: tuple[str, int, int] | None = None,
     ) -> CommandOutcome:
+        """`_handle_retrain_command` with the command's log ids scoped to it: whichever thread
+        calls it (the loop's, or a test's), they never outlive the command."""
+        with log_context():
+            return self._handle_retrain_command(key, value, source, now, position)
+
+    def _handle_retrain_command(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        source: str,
+        now: datetime | None = None,
+        position: tuple[str, int, int] | None = None,
+    ) -> CommandOutcome:
         """Train for one command, or recall what it yielded; the outcome is recorded, not sent.
 
         A command with a newer one for its model type queued behind it (`position` is where it
@@ -375,7 +388,7 @@ class RetrainWorker:
     def _handle_message(self, message: Message) -> CommandOutcome:
         position = where(message)
         source = "/".join(str(part) for part in position)
-        with self.metrics.in_progress.track_inprogress(), log_context():
+        with self.metrics.in_progress.track_inprogress():
             return self.handle_retrain_command(
                 message.key(), message.value(), source, None, position
             )
