@@ -6,12 +6,14 @@ the libraries are compared on the Kafka plumbing alone, never on the rules.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bus.settings import KafkaSettings
 from contracts.events import RetrainReason, RetrainRequested, TrainingSampleForwarded, to_json
 from contracts.model_types import ModelTypeCatalog
 from contracts.topics import Topics
@@ -20,6 +22,17 @@ from streams import rules
 from streams.processing import parse_sample
 
 CATALOG = ModelTypeCatalog()
+
+
+class _PeerEnvironment(BaseSettings):
+    """The PEERS_* variables `PeerSettings.to_env` sets for a peer app."""
+
+    model_config = SettingsConfigDict(env_prefix="PEERS_", extra="ignore", frozen=True)
+
+    data_dir: Path
+    variant: str
+    commit_interval_seconds: float = 1.0
+    retrain_threshold: int = 1000
 
 
 @dataclass(frozen=True)
@@ -43,13 +56,14 @@ class PeerSettings:
 
     @classmethod
     def from_env(cls) -> PeerSettings:
+        kafka, peer = KafkaSettings(), _PeerEnvironment()  # type: ignore[call-arg]
         return cls(
-            bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-            prefix=os.environ.get("RELEARN_TOPIC_PREFIX", ""),
-            data_dir=Path(os.environ["PEERS_DATA_DIR"]),
-            commit_interval=float(os.environ.get("PEERS_COMMIT_INTERVAL_SECONDS", "1.0")),
-            threshold=int(os.environ.get("PEERS_RETRAIN_THRESHOLD", "1000")),
-            variant=os.environ["PEERS_VARIANT"],
+            bootstrap=kafka.bootstrap_servers,
+            prefix=kafka.topic_prefix,
+            data_dir=peer.data_dir,
+            commit_interval=peer.commit_interval_seconds,
+            threshold=peer.retrain_threshold,
+            variant=peer.variant,
         )
 
     def to_env(self) -> dict[str, str]:

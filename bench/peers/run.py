@@ -51,6 +51,7 @@ from bus import local_broker  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_admin, make_consumer, make_producer  # noqa: E402
 from bus.local_broker import free_port  # noqa: E402
+from bus.settings import KafkaSettings  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from streams import rules  # noqa: E402
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events  # noqa: E402
@@ -571,7 +572,11 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         workdir = Path(tmp)
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        kafka = KafkaSettings()
+        # a broker of its own unless KAFKA_BOOTSTRAP_SERVERS names one
+        bootstrap = (
+            kafka.bootstrap_servers if "bootstrap_servers" in kafka.model_fields_set else None
+        )
         layout = None
         if not bootstrap:
             layout = local_broker.ClusterLayout(workdir / "broker", 1, free_port())
