@@ -40,8 +40,6 @@ BATCH = 5_000  # the worker's batch size: the dedupe store writes once per batch
 RULES = processing.StreamRules(
     retrain_sample_threshold=1000,
     retrain_max_age_seconds=7 * 86_400.0,
-    rollback_alpha=0.05,
-    abtest_min_samples=200,
 )
 
 

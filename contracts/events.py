@@ -98,6 +98,8 @@ class TrainingSampleForwarded(_Internal):
     positive_outcome: bool
     occurred_at: UtcDateTime
     served_at: UtcDateTime | None = None  # as on the outcome event: the A/B test's cohort key
+    # The A/B test's unit: its variance bucket is a hash of this, salted by the experiment.
+    subject_id: str | None = None
 
     @classmethod
     def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
@@ -122,6 +124,7 @@ def _forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, An
         "positive_outcome": event.positive_outcome,
         "occurred_at": event.occurred_at,
         "served_at": event.served_at,
+        "subject_id": event.subject_id,
     }
 
 
@@ -192,6 +195,8 @@ class RegistryCommandType(StrEnum):
     ROLLBACK = "rollback"
     PROMOTE = "promote"
     SET_WEIGHTS = "set_weights"
+    # The A/B test ended without a verdict: the candidate is archived, production unchanged.
+    KEEP_PRODUCTION = "keep_production"
 
 
 class RegistryCommandIssued(_Internal):

@@ -30,7 +30,10 @@ WEIGHT_TOLERANCE = 1e-6
 
 # Which status may become which; anything else is refused.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.STAGING: frozenset({Status.STAGING, Status.PRODUCTION, Status.ROLLED_BACK}),
+    # staging -> archived: its A/B test ended without a verdict (keep_production)
+    Status.STAGING: frozenset(
+        {Status.STAGING, Status.PRODUCTION, Status.ROLLED_BACK, Status.ARCHIVED}
+    ),
     Status.PRODUCTION: frozenset({Status.ARCHIVED, Status.ROLLED_BACK}),
     Status.ARCHIVED: frozenset({Status.PRODUCTION}),
     Status.ROLLED_BACK: frozenset(),
@@ -368,7 +371,14 @@ def plan_rollback(
             round(production.weight + target.weight, 6),
         )
     else:
-        archived = [v for v in state if v.status is Status.ARCHIVED]
+        # Older than the one rolled back: a newer archived version is a candidate whose test
+        # ended without a verdict (keep_production), never a production to return to.
+        target_order = parse_version(version)
+        archived = [
+            v
+            for v in state
+            if v.status is Status.ARCHIVED and parse_version(v.version) < target_order
+        ]
         if not archived:
             raise IllegalTransition(
                 f"{model_type} {version} is production and there is no earlier version to return to"
@@ -403,6 +413,36 @@ def plan_rollback(
             )
         )
     return Plan(model_type, changes=changes, events=tuple(events))
+
+
+def plan_keep_production(
+    state: Sequence[ModelVersion], model_type: str, version: str, reason: str, now: datetime
+) -> Plan:
+    """A staging candidate whose test ended without a verdict: archived at 0, its weight back to
+    production, which is otherwise unchanged."""
+    target = find(state, model_type, version)
+    if target.status is not Status.STAGING:
+        raise IllegalTransition(
+            f"{model_type} {version} is {target.status.value}; only a staging candidate is kept out"
+        )
+    production = production_of(state)
+    if production is None:
+        raise IllegalTransition(f"{model_type} has no production version to take the traffic")
+    changes = {
+        version: (Status.ARCHIVED, 0.0),
+        production.version: (Status.PRODUCTION, round(production.weight + target.weight, 6)),
+    }
+    after = Plan(model_type, changes=changes).apply_to(state)
+    event = _event(
+        RegistryEventType.VERSION_ARCHIVED,
+        after,
+        model_type,
+        version,
+        Status.ARCHIVED,
+        reason,
+        now,
+    )
+    return Plan(model_type, changes=changes, events=(event,))
 
 
 def plan_set_weights(

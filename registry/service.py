@@ -191,6 +191,12 @@ class RegistryService:
                     s, model_type, version, weights_or_none, reason, now
                 ),
             )
+        if command.type is RegistryCommandType.KEEP_PRODUCTION:
+            return self._apply(
+                model_type,
+                command.command_id,
+                lambda s: lifecycle.plan_keep_production(s, model_type, version, reason, now),
+            )
         return self._apply(
             model_type,
             command.command_id,

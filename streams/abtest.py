@@ -1,202 +1,180 @@
-"""The live A/B comparison of a staging candidate with production, per model type (pure).
+"""The A/B test of a staging candidate as the worker runs it: which experiment the registry shows,
+a decision of `streams.experiment` as a registry command, and what `/abtest/{type}` shows (pure).
 
-One experiment is (production, candidate, the full weight map): any change of the weights starts
-a new one, so every ramp step is tested again on outcomes that arrive after it. The statistics
-are `streams.sequential_test.decide`; this module only accumulates arms and turns a verdict into
-a registry command, once per experiment.
+The rule itself (cohorts by `served_at`, maturity on event time, the group-sequential test over
+the whole ramp) is `streams.experiment`; this module only connects it to the registry's view and
+to registry-commands.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from contracts.events import RegistryCommandIssued, RegistryCommandType
-from contracts.serving import next_ramp_weight
+from streams.experiment import Decision, DecisionPlan, ExperimentState, Verdict, follow
 from streams.registry_view import ModelTypeView
-from streams.sequential_test import ArmSummary, SequentialDecision, Verdict, decide
 
 
 @dataclass(frozen=True)
-class Experiment:
+class Live:
+    """The two versions that carry traffic as the registry shows them, and since when."""
+
     production: str
     candidate: str
-    weights: tuple[tuple[str, float], ...]  # sorted, so equal maps compare equal
-    started_at: float  # epoch seconds; outcomes that occurred before are not counted
-
-    @property
-    def candidate_weight(self) -> float:
-        return dict(self.weights).get(self.candidate, 0.0)
-
-    def key(self) -> str:
-        weights = ",".join(f"{v}={w:g}" for v, w in self.weights)
-        return f"{self.production}>{self.candidate}@{weights}"
+    weight: float  # the candidate's
+    changed_at: float  # epoch seconds of the last weight change (the step's start)
 
 
-def experiment_of(view: ModelTypeView | None) -> Experiment | None:
-    """The running experiment of a model type: the two versions that carry traffic, production
-    and a candidate (a production left without traffic, forced by an operator, runs none)."""
-    if view is None or view.production is None or view.candidate is None:
+def experiment_of(view: ModelTypeView | None) -> Live | None:
+    """The running experiment of a model type: production and a candidate with traffic (a
+    production left without traffic, forced by an operator, runs none)."""
+    if view is None:
+        return None
+    cached = _LIVE.get(view.model_type)
+    if cached is not None and cached[0] is view:
+        return cached[1]  # the same view as the last sample's (views are replaced on change)
+    live = _live(view)
+    _LIVE[view.model_type] = (view, live)
+    return live
+
+
+# model type -> (the view last asked about, its experiment)
+_LIVE: dict[str, tuple[ModelTypeView, Live | None]] = {}
+
+
+def _live(view: ModelTypeView) -> Live | None:
+    if view.production is None or view.candidate is None:
         return None
     if view.weights.get(view.production, 0.0) <= 0.0:
         return None
-    started = view.changed_at.timestamp() if view.changed_at is not None else 0.0
-    weights = tuple(sorted((v, float(w)) for v, w in view.weights.items()))
-    return Experiment(view.production, view.candidate, weights, started)
+    changed_at = view.changed_at.timestamp() if view.changed_at is not None else 0.0
+    weight = float(view.weights.get(view.candidate, 0.0))
+    return Live(view.production, view.candidate, weight, changed_at)
 
 
-@dataclass(frozen=True)
-class AbState:
-    """Both arms of the current experiment and the decision taken in it, if any."""
-
-    experiment: str = ""
-    production: str = ""
-    candidate: str = ""
-    candidate_weight: float = 0.0
-    started_at: float = 0.0
-    production_arm: ArmSummary = field(default_factory=ArmSummary)
-    candidate_arm: ArmSummary = field(default_factory=ArmSummary)
-    decided: str | None = None  # the verdict acted on in this experiment (one command each)
-    last: dict[str, Any] | None = None  # evidence of the last look
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "experiment": self.experiment,
-            "production": self.production,
-            "candidate": self.candidate,
-            "candidate_weight": self.candidate_weight,
-            "started_at": self.started_at,
-            "production_arm": _arm_to_list(self.production_arm),
-            "candidate_arm": _arm_to_list(self.candidate_arm),
-            "decided": self.decided,
-            "last": self.last,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AbState:
-        return cls(
-            experiment=data.get("experiment", ""),
-            production=data.get("production", ""),
-            candidate=data.get("candidate", ""),
-            candidate_weight=float(data.get("candidate_weight", 0.0)),
-            started_at=float(data.get("started_at", 0.0)),
-            production_arm=_arm_from_list(data.get("production_arm")),
-            candidate_arm=_arm_from_list(data.get("candidate_arm")),
-            decided=data.get("decided"),
-            last=data.get("last"),
-        )
-
-
-def _arm_to_list(arm: ArmSummary) -> list[float]:
-    return [arm.samples, arm.positives, arm.squared_error_sum, arm.squared_error_sq_sum]
-
-
-def _arm_from_list(values: list[float] | None) -> ArmSummary:
-    if not values:
-        return ArmSummary()
-    return ArmSummary(int(values[0]), int(values[1]), float(values[2]), float(values[3]))
-
-
-def start(experiment: Experiment) -> AbState:
-    return AbState(
-        experiment=experiment.key(),
-        production=experiment.production,
-        candidate=experiment.candidate,
-        candidate_weight=experiment.candidate_weight,
-        started_at=experiment.started_at,
-    )
-
-
-def observe(
-    state: AbState,
-    experiment: Experiment | None,
-    model_version: str,
-    positive: bool,
-    prediction: float,
-    outcome_score: float,
-    occurred_at: datetime,
-) -> AbState:
-    """Add one outcome to its arm; a new experiment (any weight change) starts from zero."""
-    if experiment is None:
-        return state if not state.experiment else AbState()
-    if state.experiment != experiment.key():
-        state = start(experiment)
-    if occurred_at.timestamp() < state.started_at:
+def followed(
+    state: ExperimentState | None, live: Live | None, plan: DecisionPlan
+) -> ExperimentState | None:
+    """The experiment after the registry's view: a new candidate starts one, a new weight its
+    next step's cohort; without one running, the last is kept as it ended."""
+    if live is None:
         return state
-    squared_error = (prediction - outcome_score) ** 2
-    if model_version == state.production:
-        return replace(state, production_arm=state.production_arm.add(positive, squared_error))
-    if model_version == state.candidate:
-        return replace(state, candidate_arm=state.candidate_arm.add(positive, squared_error))
-    return state
+    return follow(state, live.production, live.candidate, live.weight, live.changed_at, plan)
 
 
-def look(
-    state: AbState, alpha: float, min_samples: int
-) -> tuple[AbState, SequentialDecision | None]:
-    """One look at the test. Returns the decision to act on, once per experiment, else None."""
-    if not state.experiment:
-        return state, None
-    decision = decide(state.production_arm, state.candidate_arm, alpha, min_samples)
-    evidence = decision.evidence()
-    if decision.verdict is Verdict.CONTINUE or state.decided is not None:
-        return replace(state, last=evidence), None
-    return replace(state, decided=decision.verdict.value, last=evidence), decision
+def running(state: ExperimentState | None, live: Live | None) -> bool:
+    """Whether `state` is the experiment on the versions the registry serves now."""
+    return (
+        state is not None
+        and live is not None
+        and (state.production, state.candidate) == (live.production, live.candidate)
+    )
 
 
 def command_for(
-    state: AbState, decision: SequentialDecision, model_type: str
+    state: ExperimentState, decision: Decision, model_type: str
 ) -> RegistryCommandIssued:
-    """The registry command for a decision; its id is fixed by the experiment (resends are one)."""
+    """The registry command for a decision. Its id is fixed by the experiment, the verdict and
+    the weight it leads to: a decision re-sent on replay is one command to the registry."""
     command_id = str(
-        uuid.uuid5(uuid.NAMESPACE_URL, f"relearn-abtest/{model_type}/{state.experiment}")
-    )
-    evidence = decision.evidence()
-    if decision.verdict is Verdict.ROLLBACK:
-        return RegistryCommandIssued(
-            command_id=command_id,
-            type=RegistryCommandType.ROLLBACK,
-            model_type=model_type,
-            version=state.candidate,
-            reason=f"candidate worse than production on {decision.metric}",
-            evidence=evidence,
+        uuid.uuid5(
+            uuid.NAMESPACE_URL,
+            f"relearn-abtest/{model_type}/{state.experiment_id}/"
+            f"{decision.verdict.value}/{decision.weight:g}",
         )
-    weight = next_ramp_weight(state.candidate_weight)
+    )
+    common: dict[str, Any] = {
+        "command_id": command_id,
+        "model_type": model_type,
+        "version": state.candidate,
+        "reason": decision.reason,
+        "evidence": decision.evidence,
+    }
+    if decision.verdict is Verdict.ROLLBACK:
+        return RegistryCommandIssued(type=RegistryCommandType.ROLLBACK, **common)
+    if decision.verdict is Verdict.KEEP_PRODUCTION:
+        return RegistryCommandIssued(type=RegistryCommandType.KEEP_PRODUCTION, **common)
+    weight = decision.weight
     return RegistryCommandIssued(
-        command_id=command_id,
         type=RegistryCommandType.PROMOTE,
-        model_type=model_type,
-        version=state.candidate,
         weights={state.candidate: weight, state.production: round(1.0 - weight, 10)},
-        reason=f"candidate better than production on {decision.metric}; ramp to {weight:g}",
-        evidence=evidence,
+        **common,
     )
 
 
-def summary(state: AbState, model_type: str) -> dict[str, Any]:
-    """What `/abtest/{type}` shows."""
-    if not state.experiment:
-        return {"model_type": model_type, "running": False}
+def _arm(matured: int, waiting: int, positives: float, squared_error: float) -> dict[str, Any]:
+    return {
+        "samples": matured + waiting,
+        "matured": matured,
+        "waiting": waiting,
+        # over matured outcomes only: a waiting cohort is incomplete (fast positives first)
+        "positive_outcome_rate": positives / matured if matured else None,
+        "mean_squared_error": squared_error / matured if matured else None,
+    }
+
+
+def summary(
+    state: ExperimentState | None,
+    plan: DecisionPlan,
+    model_type: str,
+    missing_served_at: int,
+    live: bool,
+) -> dict[str, Any]:
+    """What `/abtest/{type}` shows: the step, maturity per arm, the look, the boundaries, the
+    remaining budget and the verdict with its evidence."""
+    if state is None:
+        return {"model_type": model_type, "running": False, "missing_served_at": missing_served_at}
+    arms = {}
+    for index, name in ((0, "candidate"), (1, "baseline")):
+        matured_sums = [s.candidate if index == 0 else s.production for s in state.steps]
+        waiting_sums = [pair[index] for pair in state.pending.values()]
+        arms[name] = _arm(
+            sum(s.outcomes for s in matured_sums),
+            sum(s.outcomes for s in waiting_sums),
+            sum(sum(s.y) for s in matured_sums),
+            sum(sum(s.e) for s in matured_sums),
+        )
+    matured_candidate = arms["candidate"]["matured"]
+    milestones = plan.milestones()
+    next_look = next((m for m in milestones if m > matured_candidate), None)
+    watermark = state.watermark(plan)
+    ends_at = state.started_at + plan.max_duration_seconds
+    last = state.last or {}
+    verdict = state.verdict.value
+    if state.verdict is Verdict.CONTINUE and state.requested_weight is not None:
+        verdict = f"promote to {state.requested_weight:g} requested"
     return {
         "model_type": model_type,
-        "running": True,
+        "running": live and state.verdict is Verdict.CONTINUE,
+        "experiment": state.experiment_id,
         "baseline_version": state.production,
         "candidate_version": state.candidate,
-        "candidate_weight": state.candidate_weight,
-        "experiment": state.experiment,
-        "baseline": {
-            "samples": state.production_arm.samples,
-            "positive_outcome_rate": state.production_arm.positive_rate,
-            "mean_squared_error": state.production_arm.mean_squared_error,
+        "candidate_weight": state.weight,
+        "step": state.weight,
+        "steps": [{"weight": s.weight, "started_at": s.started_at} for s in state.steps],
+        "baseline": arms["baseline"],
+        "candidate": arms["candidate"],
+        "waiting": state.waiting,
+        "late": state.late,
+        "before_start": state.before_start,
+        "missing_served_at": missing_served_at,
+        "outcome_window_seconds": plan.outcome_window_seconds,
+        "watermark": watermark if math.isfinite(watermark) else None,
+        "look": state.looks_done,
+        "looks_planned": len(milestones),
+        "next_look_at": next_look,
+        "boundaries": last.get("boundaries"),
+        "remaining": {
+            "candidate_outcomes": max(0, plan.max_candidate_outcomes - matured_candidate),
+            "seconds": (
+                max(0.0, ends_at - watermark)
+                if math.isfinite(watermark)
+                else plan.max_duration_seconds
+            ),
         },
-        "candidate": {
-            "samples": state.candidate_arm.samples,
-            "positive_outcome_rate": state.candidate_arm.positive_rate,
-            "mean_squared_error": state.candidate_arm.mean_squared_error,
-        },
-        "decision": state.decided or "continue",
+        "decision": verdict,
         "statistics": state.last,
     }

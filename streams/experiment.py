@@ -324,6 +324,18 @@ def observe(
     state.waiting += 1
 
 
+def next_due(state: ExperimentState, plan: DecisionPlan) -> float:
+    """The watermark at which `advance` can next change something (a slot maturing, the maximum
+    duration): before it, and with no new waiting slot, calling it is a no-op."""
+    ends = state.started_at + plan.max_duration_seconds
+    slots = (int(key.split(":")[1]) for key in state.pending)
+    return (
+        min((_slot_matures_at(slot, plan) for slot in slots), default=ends)
+        if state.pending
+        else ends
+    )
+
+
 def advance(state: ExperimentState, plan: DecisionPlan) -> Decision | None:
     """Move matured slots into their cohorts and look if a milestone was reached."""
     if state.verdict is not Verdict.CONTINUE:

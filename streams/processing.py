@@ -8,9 +8,11 @@ and re-sends the commands it emitted, with the same command ids.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,7 +20,6 @@ import orjson
 from pydantic import ValidationError
 
 from contracts.events import (
-    RegistryCommandIssued,
     RetrainReason,
     RetrainRequested,
     TrainingSampleForwarded,
@@ -27,6 +28,7 @@ from contracts.events import (
 from contracts.model_types import ModelTypeCatalog
 from contracts.validation import OutcomeRejected, validate_outcome
 from streams import abtest, rules
+from streams import experiment as ab_rule
 from streams.registry_view import ModelTypeView
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ def parse_sample(value: bytes | None) -> dict[str, Any]:
         "outcome_score": sample.outcome_score,
         "positive_outcome": sample.positive_outcome,
         "occurred_at": sample.occurred_at.isoformat(),
+        "occurred_ts": sample.occurred_at.timestamp(),
+        "served_ts": sample.served_at.timestamp() if sample.served_at is not None else None,
+        "subject_id": sample.subject_id,
     }
 
 
@@ -148,7 +153,17 @@ def rejection_counts(rejections: Mapping[str, Any]) -> dict[str, int]:
 @dataclass
 class ModelTypeState:
     counter: rules.RetrainCounter = field(default_factory=rules.RetrainCounter)
-    ab: abtest.AbState = field(default_factory=abtest.AbState)
+    # The current (or last) candidate's experiment. Changed in place by each sample, only once
+    # the sample's offset is known not to be applied yet (so a replay never adds twice).
+    experiment: ab_rule.ExperimentState | None = None
+    # Outcomes of the experiment's versions without served_at: never in the test, counted.
+    missing_served_at: int = 0
+    # The plan the experiment is decided with (the view shows its budget and window).
+    plan: ab_rule.DecisionPlan | None = None
+    # Whether the registry still served the experiment's versions at the last sample.
+    running: bool = False
+    # The watermark from which the experiment can next advance (not stored: -inf advances once).
+    next_due: float = field(default=-math.inf, compare=False)
     applied: dict[str, int] = field(default_factory=dict)
     emitted: list[dict[str, Any]] = field(default_factory=list)
     # Every sample counted, which the model type's daily performance rows also hold: the views
@@ -159,7 +174,10 @@ class ModelTypeState:
     def to_dict(self) -> dict[str, Any]:
         return {
             "counter": self.counter.to_dict(),
-            "ab": self.ab.to_dict(),
+            "experiment": self.experiment.to_dict() if self.experiment is not None else None,
+            "missing_served_at": self.missing_served_at,
+            "plan": dataclasses.asdict(self.plan) if self.plan is not None else None,
+            "running": self.running,
             "applied": self.applied,
             "emitted": self.emitted,
             "samples": self.samples,
@@ -167,18 +185,24 @@ class ModelTypeState:
 
     @classmethod
     def load(cls, stored: ModelTypeState | Mapping[str, Any] | None) -> ModelTypeState:
-        """A state to change: a copy of a stored one (never changed in place), or parsed."""
+        """A state to change: a copy of a stored one (its experiment shared, see above), or parsed."""
         if isinstance(stored, ModelTypeState):
-            return cls(stored.counter, stored.ab, stored.applied, stored.emitted, stored.samples)
+            return replace(stored)
         return cls.from_dict(stored)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ModelTypeState:
         if not data:
             return cls()
+        stored_experiment = data.get("experiment")  # (a state of the old rule has "ab" instead)
         return cls(
             counter=rules.RetrainCounter.from_dict(data["counter"]),
-            ab=abtest.AbState.from_dict(data.get("ab") or {}),
+            experiment=(
+                ab_rule.ExperimentState.from_dict(stored_experiment) if stored_experiment else None
+            ),
+            missing_served_at=int(data.get("missing_served_at") or 0),
+            plan=_plan_from(data.get("plan")),
+            running=bool(data.get("running")),
             applied=dict(data.get("applied") or {}),
             emitted=list(data.get("emitted") or []),
             samples=data.get("samples"),
@@ -197,6 +221,13 @@ class ModelTypeState:
         ]
 
 
+def _plan_from(data: Mapping[str, Any] | None) -> ab_rule.DecisionPlan | None:
+    if not data:
+        return None
+    known = {f.name for f in dataclasses.fields(ab_rule.DecisionPlan)}
+    return ab_rule.DecisionPlan(**{k: v for k, v in data.items() if k in known})
+
+
 def self_key(record: Mapping[str, Any]) -> str:
     return str(orjson.loads(record["value"])["model_type"])
 
@@ -207,9 +238,23 @@ class StreamRules:
 
     retrain_sample_threshold: int
     retrain_max_age_seconds: float
-    rollback_alpha: float
-    abtest_min_samples: int
     retrain_pending_timeout_seconds: float = rules.DEFAULT_PENDING_TIMEOUT_SECONDS
+    # The A/B decision's plan; each model type's `outcome_window_seconds` replaces its window.
+    decision_plan: ab_rule.DecisionPlan = field(default_factory=ab_rule.DecisionPlan)
+    outcome_windows: Mapping[str, float] = field(default_factory=dict)
+    _plans: dict[str, ab_rule.DecisionPlan] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def plan_for(self, model_type: str) -> ab_rule.DecisionPlan:
+        plan = self._plans.get(model_type)
+        if plan is None:
+            window = self.outcome_windows.get(model_type)
+            plan = self.decision_plan
+            if window is not None:
+                plan = replace(plan, outcome_window_seconds=window)
+            self._plans[model_type] = plan
+        return plan
 
 
 def _retrain_command(
@@ -281,10 +326,10 @@ def handle_sample(
 
     emitted: list[Emitted] = []
     view = views.get(model_type)
-    experiment = abtest.experiment_of(view)
+    live = abtest.experiment_of(view)
     # Held by a candidate only while a test runs on it: one no test can decide (production forced
     # to 0) would hold every crossing, and the deployment that would replace it, for good.
-    canary_running = registry_known and experiment is not None
+    canary_running = registry_known and live is not None
     counter = _settle_pending(
         _after_manual_retrain(state.counter, view, now),
         model_type,
@@ -315,29 +360,20 @@ def handle_sample(
         )
     state.counter = counter
 
-    if registry_known and (experiment is not None or state.ab.experiment):
-        occurred_at = datetime.fromisoformat(sample["occurred_at"])
-        ab = abtest.observe(
-            state.ab,
-            experiment,
-            version,
-            sample["positive_outcome"],
-            sample["prediction"],
-            sample["outcome_score"],
-            occurred_at,
-        )
-        ab, decision = abtest.look(ab, settings.rollback_alpha, settings.abtest_min_samples)
-        if decision is not None:
-            command: RegistryCommandIssued = abtest.command_for(ab, decision, model_type)
+    if registry_known:
+        state.plan = settings.plan_for(model_type)
+        decision = _feed_experiment(state, sample, live, state.plan)
+        if decision is not None and state.experiment is not None:
+            command = abtest.command_for(state.experiment, decision, model_type)
             log.info(
-                "A/B decision model_type=%s version=%s verdict=%s evidence=%s",
+                "A/B decision model_type=%s version=%s verdict=%s weight=%g evidence=%s",
                 model_type,
-                ab.candidate,
+                state.experiment.candidate,
                 decision.verdict.value,
-                decision.evidence(),
+                decision.weight,
+                decision.evidence,
             )
             emitted.append(Emitted(Output.REGISTRY, model_type, to_json(command)))
-        state.ab = ab
 
     for item in emitted:
         state.remember(source, source_offset, item)
@@ -350,6 +386,53 @@ def handle_sample(
     # Stored as the object (the changelog serializes it with `to_dict`): no parse per sample.
     states[model_type] = state
     return emitted
+
+
+def _feed_experiment(
+    state: ModelTypeState,
+    sample: Mapping[str, Any],
+    live: abtest.Live | None,
+    plan: ab_rule.DecisionPlan,
+) -> ab_rule.Decision | None:
+    """One sample into the experiment the registry shows (started or moved to its next step
+    first); its decision, if this sample's outcome or watermark brought one."""
+    before = current = state.experiment
+    if live is not None and (
+        current is None
+        or (current.production, current.candidate) != (live.production, live.candidate)
+        or current.weight != live.weight
+    ):
+        # Only on a change of the view: following also clears a requested promotion, which
+        # must hold until the registry applies it.
+        state.experiment = current = abtest.followed(before, live, plan)
+    if current is not before:
+        state.missing_served_at = 0  # a new candidate: its own count
+    state.running = abtest.running(current, live)
+    if current is None or not state.running:
+        return None
+    version = sample["model_version"]
+    served = sample["served_ts"]
+    if served is None:
+        if version in (current.candidate, current.production):
+            state.missing_served_at += 1
+        return None
+    slots = len(current.pending)
+    ab_rule.observe(
+        current,
+        plan,
+        version=version,
+        # Without a subject (a sample forwarded before subject_id was), the event is its own unit.
+        subject_id=sample["subject_id"] or sample["event_id"],
+        served_at=served,
+        occurred_at=sample["occurred_ts"],
+        positive=sample["positive_outcome"],
+        squared_error=(sample["prediction"] - sample["outcome_score"]) ** 2,
+    )
+    if len(current.pending) == slots and current.watermark(plan) < state.next_due:
+        return None  # nothing matured, no new slot: advance would change nothing
+    decision = ab_rule.advance(current, plan)
+    state.next_due = ab_rule.next_due(current, plan)
+    return decision
 
 
 def _after_manual_retrain(
@@ -500,4 +583,12 @@ def samples_view(states: Mapping[str, Any], model_type: str, threshold: int) -> 
 
 
 def abtest_view(states: Mapping[str, Any], model_type: str) -> dict[str, Any]:
-    return abtest.summary(ModelTypeState.load(states.get(model_type)).ab, model_type)
+    """`/abtest/{type}`, with the plan the worker decides this model type's experiment by."""
+    state = ModelTypeState.load(states.get(model_type))
+    return abtest.summary(
+        state.experiment,
+        state.plan or ab_rule.DecisionPlan(),
+        model_type,
+        state.missing_served_at,
+        state.running,
+    )

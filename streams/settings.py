@@ -15,8 +15,14 @@ class StreamsSettings(KafkaSettings):
     retrain_sample_threshold: int = Field(default=1000, ge=1)
     retrain_max_age_days: float = Field(default=7.0, gt=0)
     dedupe_window_hours: float = Field(default=24.0, gt=0)
-    rollback_alpha: float = Field(default=0.05, gt=0, lt=1)
-    abtest_min_samples: int = Field(default=200, ge=1)
+    # The A/B decision's plan (streams/experiment.py, docs/decision.md): its first look at this
+    # many matured candidate outcomes, doubling up to the maximum. Tests may shrink both; the
+    # error bounds hold for any plan (the boundaries are computed for its looks).
+    abtest_first_look: int = Field(default=450, ge=1)
+    abtest_max_candidate_outcomes: int = Field(default=57_600, ge=1)
+    # Event time the watermark trails the newest outcome by (outcomes out of order across
+    # partitions); a demo on a seconds time scale uses a few seconds.
+    abtest_watermark_allowance_seconds: float = Field(default=300.0, ge=0)
     # One retrain in flight per model type: a retrain command unanswered (no version registered,
     # no rejection) after this long no longer holds the next one (the trainer may be gone).
     # 0 holds nothing: one command per crossing (tests of the counting that run no trainer).

@@ -26,6 +26,7 @@ from streams import processing, rules, tables
 from streams.batches import BatchProcessor, next_batch
 from streams.changelog import Changelogs, ChangelogWriter
 from streams.committer import Committer
+from streams.experiment import DecisionPlan
 from streams.partitions import OwnedTables, Rebalancer
 from streams.registry_follower import RegistryFollower
 from streams.sender import Sender
@@ -47,9 +48,17 @@ class Worker:
         self.rules = processing.StreamRules(
             retrain_sample_threshold=settings.retrain_sample_threshold,
             retrain_max_age_seconds=settings.retrain_max_age_days * SECONDS_PER_DAY,
-            rollback_alpha=settings.rollback_alpha,
-            abtest_min_samples=settings.abtest_min_samples,
             retrain_pending_timeout_seconds=settings.retrain_pending_timeout_seconds,
+            decision_plan=DecisionPlan(
+                first_look=settings.abtest_first_look,
+                max_candidate_outcomes=settings.abtest_max_candidate_outcomes,
+                allowance_seconds=settings.abtest_watermark_allowance_seconds,
+            ),
+            outcome_windows={
+                name: spec.outcome_window_seconds
+                for name in self.catalog.names()
+                if (spec := self.catalog.get(name)) is not None
+            },
         )
         self.changelogs = Changelogs(
             settings.app_id, rules.dedupe_ttl_seconds(settings.dedupe_window_hours)

@@ -166,3 +166,28 @@ def test_a_second_deployment_of_one_retrain_command_changes_nothing(deployed) ->
     assert plan.outcome == lifecycle.DUPLICATE_COMMAND
     other = first.model_copy(update={"deployment_id": "next", "command_id": "cmd-2"})
     assert lifecycle.plan_registration(state, other, NOW).insert is not None
+
+
+def test_keep_production_archives_the_candidate_and_leaves_production(deployed) -> None:  # type: ignore[no-untyped-def]
+    state = register(register([], deployed), deployed)
+    plan = lifecycle.plan_keep_production(state, MT, "v1.1", "keep_production: maximum", NOW)
+    assert [(e.type, e.version, e.weights) for e in plan.events] == [
+        (RegistryEventType.VERSION_ARCHIVED, "v1.1", {"v1.0": 1.0})
+    ]
+    state = plan.apply_to(state)
+    assert table(state) == {"v1.0": ("production", 1.0), "v1.1": ("archived", 0.0)}
+    with pytest.raises(IllegalTransition):  # only a staging candidate ends so
+        lifecycle.plan_keep_production(state, MT, "v1.0", "no", NOW)
+
+
+def test_rolling_back_production_never_restores_a_candidate_kept_out(deployed) -> None:  # type: ignore[no-untyped-def]
+    state = register(register([], deployed), deployed)  # v1.0 production, v1.1 staging
+    state = lifecycle.plan_promote(state, MT, "v1.1", None, "won", NOW).apply_to(state)
+    state = register(state, deployed)  # v1.2, kept out
+    state = lifecycle.plan_keep_production(state, MT, "v1.2", "kept", NOW).apply_to(state)
+    state = lifecycle.plan_rollback(state, MT, "v1.1", "bad", NOW).apply_to(state)
+    assert table(state) == {
+        "v1.0": ("production", 1.0),
+        "v1.1": ("rolled_back", 0.0),
+        "v1.2": ("archived", 0.0),
+    }

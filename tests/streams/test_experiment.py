@@ -8,14 +8,12 @@ deciding wrongly where the new one does not.
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from streams import abtest
 from streams.experiment import (
     DecisionPlan,
     ExperimentState,
@@ -82,18 +80,26 @@ def world(
     return sorted(events, key=lambda e: e.occurred)
 
 
-def old_rule(events: list[Outcome]) -> abtest.AbState:
-    """The old worker's A/B path, event by event in arrival order, until its first decision."""
-    experiment = abtest.Experiment(PROD, CAND, ((PROD, 0.9), (CAND, 0.1)), T0.timestamp())
-    state = abtest.AbState()
+@dataclass(frozen=True)
+class OldResult:
+    decided: str | None
+    last: dict | None
+
+
+def old_rule(events: list[Outcome]) -> OldResult:
+    """The old worker's A/B path (arms counted from the experiment's start in arrival order,
+    `sequential_test.decide` after every event), until its first decision."""
+    arms = {PROD: ArmSummary(), CAND: ArmSummary()}
+    last = None
     for e in events:
-        occurred = T0 + timedelta(seconds=e.occurred)
-        prediction = math.sqrt(e.squared_error)
-        state = abtest.observe(state, experiment, e.version, e.positive, prediction, 0.0, occurred)
-        state, decision = abtest.look(state, 0.05, 200)
-        if decision is not None:
-            break
-    return state
+        if e.occurred < 0.0:
+            continue  # occurred before the experiment began: the old rule did not count it
+        arms[e.version] = arms[e.version].add(e.positive, e.squared_error)
+        decision = decide(arms[PROD], arms[CAND], 0.05, 200)
+        last = decision.evidence()
+        if decision.verdict is not OldVerdict.CONTINUE:
+            return OldResult(decision.verdict.value, last)
+    return OldResult(None, last)
 
 
 def new_rule(events: list[Outcome], plan: DecisionPlan) -> tuple[ExperimentState, list[Verdict]]:

@@ -26,8 +26,6 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 RULES = StreamRules(
     retrain_sample_threshold=97,
     retrain_max_age_seconds=7 * 86_400.0,
-    rollback_alpha=0.05,
-    abtest_min_samples=200,
 )
 CATALOG = ModelTypeCatalog()
 TYPES = ("calling_score", "outcome_prediction")
@@ -233,12 +231,17 @@ def test_a_new_counter_lineage_follows_its_first_sample() -> None:
 def test_ab_state_survives_a_registry_view_not_read_yet() -> None:
     view = candidate_under_test()
     states: dict[str, Any] = {}
-    value = forwarded_sample(event_id="e", model_version="v1.1", occurred_at=NOW.isoformat())
+    served = NOW.isoformat()
+    value = forwarded_sample(
+        event_id="e", model_version="v1.1", occurred_at=served, served_at=served, subject_id="s"
+    )
     processing.handle_sample(value, 0, 0, states, {}, {"calling_score": view}, RULES, 0.0)
     processing.handle_sample(value, 0, 1, states, {}, {}, RULES, 0.0, registry_known=False)
-    assert processing.abtest_view(states, "calling_score")["candidate"]["samples"] == 1
+    shown = processing.abtest_view(states, "calling_score")
+    assert shown["candidate"]["waiting"] == 1 and shown["running"] is True
     processing.handle_sample(value, 0, 2, states, {}, {}, RULES, 0.0, registry_known=True)
-    assert processing.abtest_view(states, "calling_score")["running"] is False
+    shown = processing.abtest_view(states, "calling_score")
+    assert shown["running"] is False and shown["candidate"]["waiting"] == 1  # kept as it ended
 
 
 def test_the_threshold_waits_for_a_running_canary() -> None:
