@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import UTC, datetime
+import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -30,6 +31,7 @@ def _registry_event(
 def _outcomes(
     model_type: str, rates: dict[str, float], count: int, seed: int
 ) -> list[tuple[bytes, bytes]]:
+    """Outcomes served now and on (no served_at: the test-independent kind)."""
     rng = random.Random(seed)
     now = datetime.now(UTC).isoformat()
     messages = []
@@ -51,19 +53,71 @@ def _outcomes(
     return messages
 
 
+WINDOW = 4.0  # seconds of event time: the model types file of the test below
+
+
+def _delayed_outcomes(
+    model_type: str, rates: dict[str, float], count: int, seed: int, start: datetime
+) -> list[tuple[bytes, bytes]]:
+    """Served from `start` on at 100 per event-time second, split 90/10 by subject; positives
+    reported within 0.3 s, negatives when the window closes; in occurred_at order."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        served = start + timedelta(seconds=i / 100)
+        subject = f"s{rng.randrange(20_000)}"
+        version = "v1.1" if zlib.crc32(subject.encode()) % 10 == 0 else "v1.0"
+        positive = rng.random() < rates[version]
+        occurred = served + timedelta(seconds=rng.uniform(0, 0.3) if positive else WINDOW)
+        events.append(
+            {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "model_type": model_type,
+                "model_version": version,
+                "subject_id": subject,
+                "features": [0.5] * 23,
+                "prediction": 0.9,
+                "outcome_score": float(positive),
+                "positive_outcome": positive,
+                "served_at": served.isoformat(),
+                "occurred_at": occurred.isoformat(),
+            }
+        )
+    events.sort(key=lambda e: e["occurred_at"])
+    # One key per model type: its outcomes reach the worker in this (event time) order.
+    return [(model_type.encode(), orjson.dumps(e)) for e in events]
+
+
 def _commands(bootstrap: str, topics: Topics) -> list[dict]:
     return [orjson.loads(m.value()) for m in read_topic(bootstrap, topics.registry_commands)]
 
 
-def test_bad_candidate_rolled_back_good_candidate_ramped(
+def test_delayed_outcomes_aa_not_promoted_worse_rolled_back(
     kafka_bootstrap: str, topics: Topics, topic_prefix: str, tmp_path: Path
 ) -> None:
+    """Issue 14 end to end: positives reported at once, negatives when a short window closes.
+    The old rule promoted the A/A candidate (its early outcomes were the fast positives) and
+    rolled the worse one back only through that artefact; counted by served_at once matured,
+    the A/A candidate is not promoted and the worse one is rolled back on its rate."""
+    types_file = tmp_path / "model_types.yaml"
+    types_file.write_text(
+        "model_types:\n"
+        + "".join(
+            f"  - {{name: {name}, feature_count: 23, target: {target}, loss: {loss},"
+            f" outcome_window_seconds: {WINDOW}}}\n"
+            for name, target, loss in (
+                ("calling_score", "outcome_score", "mse"),
+                ("outcome_prediction", "positive_outcome", "bce"),
+            )
+        )
+    )
     worker = StreamsWorker.alone(
         kafka_bootstrap,
         topic_prefix,
         tmp_path,
-        RELEARN_ABTEST_MIN_SAMPLES="100",
-        RELEARN_ROLLBACK_ALPHA="0.05",
+        RELEARN_MODEL_TYPES_FILE=str(types_file),
+        RELEARN_ABTEST_WATERMARK_ALLOWANCE_SECONDS="0.5",
+        RELEARN_RETRAIN_SAMPLE_THRESHOLD="1000000",
     )
     staged = {"v1.0": 0.9, "v1.1": 0.1}
     produce(
@@ -88,94 +142,45 @@ def test_bad_candidate_rolled_back_good_candidate_ramped(
             30,
             "registry events not followed",
         )
-        time.sleep(0.1)  # outcomes strictly after the candidate got traffic
+        start = datetime.now(UTC) + timedelta(seconds=1)  # served after the step went live
         produce(
             kafka_bootstrap,
             topics.outcome_events,
-            _outcomes("calling_score", {"v1.0": 0.6, "v1.1": 0.2}, 1500, seed=1)
-            + _outcomes("outcome_prediction", {"v1.0": 0.2, "v1.1": 0.6}, 1500, seed=2),
+            _delayed_outcomes("calling_score", {"v1.0": 0.6, "v1.1": 0.3}, 8000, 1, start)
+            + _delayed_outcomes("outcome_prediction", {"v1.0": 0.5, "v1.1": 0.5}, 8000, 2, start),
         )
 
-        def decided() -> list[dict]:
-            commands = _commands(kafka_bootstrap, topics)
-            return (
-                commands
-                if {c["model_type"] for c in commands} == {"calling_score", "outcome_prediction"}
-                else []
-            )
+        def counted() -> dict | None:
+            shown = get_json(f"{worker.url}/abtest/outcome_prediction") or {}
+            total = (shown.get("candidate") or {}).get("samples", 0) + (
+                shown.get("baseline") or {}
+            ).get("samples", 0)
+            return shown if total == 8000 else None
 
-        commands = wait_until(decided, 120, "no A/B decision for both model types")
-        by_type = {c["model_type"]: c for c in commands}
-        rollback, promote = by_type["calling_score"], by_type["outcome_prediction"]
-        assert rollback["type"] == "rollback" and rollback["version"] == "v1.1"
-        assert rollback["evidence"]["verdict"] == "rollback"
-        assert rollback["evidence"]["p_value"] <= 0.05
-        assert promote["type"] == "promote" and promote["weights"] == {"v1.1": 0.5, "v1.0": 0.5}
-        view = get_json(f"{worker.url}/abtest/calling_score")
-        assert view["decision"] == "rollback" and view["candidate_version"] == "v1.1"
+        aa = wait_until(counted, 120, "the A/A outcomes not all in the test")
+        # Every cohort matured but the last window's: the test looked at least once.
+        assert aa["candidate"]["matured"] >= 450 and aa["look"] >= 1
+        assert aa["late"] == 0 and aa["missing_served_at"] == 0
+        assert aa["decision"] == "continue", aa["statistics"]
 
-        # More outcomes in the same experiment: the decision is not emitted again.
-        produce(
-            kafka_bootstrap,
-            topics.outcome_events,
-            _outcomes("calling_score", {"v1.0": 0.6, "v1.1": 0.2}, 300, seed=3),
-        )
-        wait_until(
-            lambda: (
-                get_json(f"{worker.url}/abtest/calling_score")["candidate"]["samples"]
-                > view["candidate"]["samples"]
-            ),
-            60,
-            "later outcomes not counted",
-        )
-        assert (
-            len(
-                {
-                    c["command_id"]
-                    for c in _commands(kafka_bootstrap, topics)
-                    if c["model_type"] == "calling_score"
-                }
-            )
-            == 1
-        )
-
-        # The registry applies the ramp step: a new experiment, tested again, then 1.0.
-        produce(
-            kafka_bootstrap,
-            topics.registry_events,
-            [
-                _registry_event(
-                    RegistryEventType.TRAFFIC_CHANGED,
-                    "outcome_prediction",
-                    "v1.1",
-                    "staging",
-                    {"v1.0": 0.5, "v1.1": 0.5},
-                )
-            ],
-        )
-        wait_until(
-            lambda: get_json(f"{worker.url}/healthz")["registry_events_seen"] == 5,
-            30,
-            "ramp event not followed",
-        )
-        time.sleep(0.1)
-        produce(
-            kafka_bootstrap,
-            topics.outcome_events,
-            _outcomes("outcome_prediction", {"v1.0": 0.2, "v1.1": 0.6}, 1500, seed=4),
-        )
-        final = wait_until(
+        rollbacks = wait_until(
             lambda: [
-                c
-                for c in _commands(kafka_bootstrap, topics)
-                if c["model_type"] == "outcome_prediction"
-                and c["weights"]
-                and c["weights"].get("v1.1") == 1.0
+                c for c in _commands(kafka_bootstrap, topics) if c["model_type"] == "calling_score"
             ],
             120,
-            "no second ramp step",
+            "the worse candidate not rolled back",
         )
-        assert final[0]["type"] == "promote" and final[0]["weights"] == {"v1.1": 1.0, "v1.0": 0.0}
+        assert [(c["type"], c["version"]) for c in rollbacks] == [("rollback", "v1.1")]
+        evidence = rollbacks[0]["evidence"]
+        assert evidence["verdict"] == "rollback"
+        assert evidence["rate_z"] <= -evidence["boundaries"]["rollback"]
+        assert evidence["candidate_rate"] < evidence["production_rate"]
+        assert evidence["matured_candidate"] >= 450
+        shown = get_json(f"{worker.url}/abtest/calling_score")
+        assert shown["decision"] == "rollback" and shown["statistics"] == evidence
+        assert not [
+            c for c in _commands(kafka_bootstrap, topics) if c["model_type"] == "outcome_prediction"
+        ]
     finally:
         worker.stop()
 
