@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -89,8 +90,29 @@ def service_environment(run_dir: Path, run_id: str) -> dict[str, str]:
         "RELEARN_STREAMS_URL": f"http://127.0.0.1:{streams_port}",
         "RELEARN_TRAINER_WEB_PORT": str(trainer_port),  # /metrics /livez /readyz
         "RELEARN_RETRAIN_SAMPLE_THRESHOLD": "1000",
-        "RELEARN_ROLLBACK_ALPHA": "0.05",
+        # The A/B test judges cohorts once their outcome window has passed in event time: the
+        # simulator reports outcomes as it serves, so a few seconds fit the demo's time scale.
+        "RELEARN_MODEL_TYPES_FILE": str(_demo_model_types(run_dir)),
+        "RELEARN_ABTEST_WATERMARK_ALLOWANCE_SECONDS": "2",
     }
+
+
+DEMO_OUTCOME_WINDOW_SECONDS = 5.0
+
+
+def _demo_model_types(run_dir: Path) -> Path:
+    """The built-in model types with the demo's short outcome window."""
+    from contracts.model_types import BUILT_IN
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "model_types.yaml"
+    entries = [
+        spec.model_dump(mode="json", exclude={"trainer", "features"})
+        | {"outcome_window_seconds": DEMO_OUTCOME_WINDOW_SECONDS}
+        for spec in BUILT_IN
+    ]
+    path.write_text(yaml.safe_dump({"model_types": entries}))
+    return path
 
 
 def wait_http(url: str, timeout: float, what: str) -> None:

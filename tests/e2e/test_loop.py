@@ -1,7 +1,7 @@
 """The whole loop, as three real service processes on the real broker: the story `make run` tells.
 
 outcome events -> retrain command at exactly 1,000 samples -> model-deployed -> v1.0 production ->
-a broken candidate registered at 0.1 and rolled back by the live sequential test -> a healthy
+a broken candidate registered at 0.1 and rolled back by the A/B test (docs/decision.md) -> a healthy
 candidate promoted 0.1 -> 0.5 -> 1.0. Generous time bounds, exact assertions on what happened.
 """
 
@@ -75,8 +75,8 @@ def test_outcomes_to_rollback_and_promotion(
     rollbacks = [c for c in of_type(story, RegistryCommandIssued) if c.type.value == "rollback"]
     assert [(c.version, c.issued_by) for c in rollbacks] == [("v1.1", "auto")]
     evidence = rollbacks[0].evidence or {}
-    assert float(evidence["p_value"]) <= 0.05
-    assert int(evidence["candidate_samples"]) >= 200
+    assert evidence["verdict"] == "rollback"
+    assert int(evidence["matured_candidate"]) >= 450  # the plan's first look, matured outcomes
 
     rolled_back = registry_events(story, RegistryEventType.VERSION_ROLLED_BACK)
     assert [(e.version, e.weights) for e in rolled_back] == [("v1.1", {"v1.0": 1.0})]
