@@ -109,6 +109,7 @@ def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes = MT.enc
 
 
 def outcome(version: str, positive: bool, prediction: float, index: int) -> bytes:
+    now = datetime.now(UTC).isoformat()
     return json.dumps(
         {
             "event_id": str(uuid.uuid4()),
@@ -119,7 +120,8 @@ def outcome(version: str, positive: bool, prediction: float, index: int) -> byte
             "prediction": prediction,
             "outcome_score": 1.0 if positive else 0.0,
             "positive_outcome": positive,
-            "occurred_at": datetime.now(UTC).isoformat(),
+            "occurred_at": now,
+            "served_at": now,  # served as it occurred: in the A/B test, waiting for its window
         }
     ).encode()
 
@@ -141,7 +143,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         topics.prefix,
         free_port(),
         base / "streams",
-        RELEARN_ABTEST_MIN_SAMPLES="100000",  # the test watches the A/B panel; it never decides
         RELEARN_RETRAIN_SAMPLE_THRESHOLD="50",
     ).start()
     artifact_dir = base / "artifacts"

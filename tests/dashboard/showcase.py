@@ -99,7 +99,6 @@ def main(out: Path) -> int:
         topics.prefix,
         free_port(),
         base / "streams",
-        RELEARN_ABTEST_MIN_SAMPLES="100000",
         RELEARN_RETRAIN_SAMPLE_THRESHOLD="600",
     ).start()
     (base / "artifacts").mkdir()

@@ -83,17 +83,23 @@ def test_tables_and_charts_show_the_run(stack: Stack, page: Any) -> None:
     )
     assert baseline.get_attribute("data-version") == "v1.0"
 
-    # The live A/B panel: both arms' counts and rates, an interval, the decision so far.
+    # The live A/B panel: per arm matured and waiting outcomes (the built-in 1-day window: all
+    # still waiting, so no rate yet), the step, the remaining budget, the decision so far.
     arms = page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#abtest tr[data-arm]')]
             .map(tr => [tr.dataset.version, {
-              samples: Number(tr.querySelector('[data-field=samples]').textContent.replace(/,/g, '')),
-              rate: Number(tr.querySelector('[data-field=rate]').textContent),
-              interval: tr.querySelector('[data-field=interval]').textContent}]))"""
+              matured: Number(tr.querySelector('[data-field=matured]').textContent.replace(/,/g, '')),
+              waiting: Number(tr.querySelector('[data-field=waiting]').textContent.replace(/,/g, '')),
+              rate: tr.querySelector('[data-field=rate]').textContent}]))"""
     )
-    assert arms["v1.0"]["samples"] == 40 and arms["v1.0"]["rate"] == pytest.approx(0.5)
-    assert arms["v1.1"]["samples"] == 20 and arms["v1.1"]["rate"] == pytest.approx(0.25)
-    assert arms["v1.1"]["interval"].startswith("[")
+    assert arms["v1.0"] == {"matured": 0, "waiting": 40, "rate": "–"}
+    assert arms["v1.1"] == {"matured": 0, "waiting": 20, "rate": "–"}
+    assert page.inner_text("#abtest [data-field=step]") == "0.10"
+    remaining = page.locator("#abtest [data-field=remaining]")
+    assert remaining.get_attribute("data-outcomes") == "57600"
+    assert float(remaining.get_attribute("data-seconds") or 0) == pytest.approx(
+        14 * 86_400, rel=0.01
+    )
     assert page.inner_text("#abtest [data-field=decision]") == "continue"
 
     # The operator's retrain command (streams holds its own while v1.1 is under test) and the

@@ -294,16 +294,6 @@ function renderPerformance(rows, productionVersion) {
   });
 }
 
-// Wilson score interval for one arm's rate (fixed-horizon, shown per arm for reading only;
-// the decision uses the always-valid interval of the difference below).
-function wilson(rate, n, z = 1.96) {
-  if (!n) return [0, 1];
-  const denom = 1 + (z * z) / n;
-  const centre = (rate + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((rate * (1 - rate)) / n + (z * z) / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
-}
-
 function renderAbtest(ab) {
   const box = document.getElementById("abtest");
   if (!ab || !ab.running) {
@@ -311,31 +301,30 @@ function renderAbtest(ab) {
     return;
   }
   const stats = ab.statistics || null;
-  const arm = (label, version, a) => {
-    const [lo, hi] = wilson(a.positive_outcome_rate, a.samples);
-    return `<tr data-arm="${label}" data-version="${esc(version)}">
+  // Rates over matured outcomes only: a waiting cohort is incomplete (fast positives first).
+  const arm = (label, version, a) => `<tr data-arm="${label}" data-version="${esc(version)}">
       <td><b style="color:${colorOf(version)}">${esc(version)}</b> <span class="muted small">${label}</span></td>
-      <td class="num" data-field="samples">${num(a.samples)}</td>
-      <td class="num" data-field="rate">${num(a.positive_outcome_rate, 3)}</td>
-      <td class="num" data-field="interval">[${num(lo, 3)}, ${num(hi, 3)}]</td>
-      <td class="num" data-field="mse">${num(a.mean_squared_error, 4)}</td></tr>`;
-  };
-  let statHtml = `<p class="muted">no look yet (the test looks once both arms have samples)</p>`;
+      <td class="num" data-field="matured">${num(a.matured)}</td>
+      <td class="num" data-field="waiting">${num(a.waiting)}</td>
+      <td class="num" data-field="rate">${a.positive_outcome_rate == null ? "–" : num(a.positive_outcome_rate, 3)}</td>
+      <td class="num" data-field="mse">${a.mean_squared_error == null ? "–" : num(a.mean_squared_error, 4)}</td></tr>`;
+  const left = ab.remaining || {};
+  let statHtml = `<p class="muted" data-field="next-look">no look yet: the first at ${num(ab.next_look_at)} matured candidate outcomes</p>`;
   if (stats) {
-    const frac = stats.boundary > 0 ? Math.max(0, Math.min(1, stats.statistic / stats.boundary)) : 0;
-    statHtml = `<div class="ab-stat" data-field="statistic" data-value="${stats.statistic}" data-boundary="${stats.boundary}">
-      <div class="small">statistic <b>${num(stats.statistic, 3)}</b> vs boundary <b>${num(stats.boundary, 3)}</b> <span class="muted">(log mixture likelihood ratio on ${esc(stats.metric)}; crossing it decides)</span></div>
-      <div class="gauge"><div class="fill ${frac >= 1 ? "crossed" : ""}" style="width:${(frac * 100).toFixed(1)}%"></div></div></div>
-      <dl class="kv">
-        <dt>difference (candidate − production)</dt><dd data-field="difference">${num(stats.difference, 4)} <span class="muted">always-valid interval</span> [${num(stats.ci_low, 4)}, ${num(stats.ci_high, 4)}]</dd>
-        <dt>always-valid p-value</dt><dd>${num(stats.p_value, 4)}</dd>
-        <dt>rate / squared-error statistics</dt><dd>${num(stats.rate_statistic, 3)} / ${num(stats.squared_error_statistic, 3)}</dd>
+    const b = stats.boundaries || {};
+    statHtml = `<dl class="kv" data-field="look" data-value="${stats.look}">
+        <dt>look</dt><dd>${num(stats.look)} of ${num(stats.looks_planned)}</dd>
+        <dt>rate z (candidate − production)</dt><dd data-field="rate-z">${num(stats.rate_z, 3)} <span class="muted">rollback at ≤ −${num(b.rollback, 3)}, promote at ≥ ${num(stats.step_weight >= 0.5 ? b.promote : b.expand, 3)}</span></dd>
+        <dt>squared error z (margin ${num(100 * stats.squared_error_margin, 0)}%)</dt><dd>${num(stats.squared_error_z, 3)} <span class="muted">rollback at ≥ ${num(b.guardrail, 3)}</span></dd>
+        <dt>error bounds (whole ramp)</dt><dd>false rollback ≤ ${num(stats.false_rollback_bound, 4)}, false promotion ≤ ${num(stats.false_promotion_bound, 4)}</dd>
       </dl>`;
   }
   box.innerHTML = `<p>decision so far: <span class="badge ${esc(ab.decision)}" data-field="decision">${esc(ab.decision)}</span>
-      <span class="muted small">candidate weight ${num(ab.candidate_weight, 2)}</span></p>
-    <table><thead><tr><th>arm</th><th>samples</th><th>positive rate</th><th>95% interval (Wilson)</th><th>MSE</th></tr></thead>
-    <tbody>${arm("production", ab.baseline_version, ab.baseline)}${arm("candidate", ab.candidate_version, ab.candidate)}</tbody></table>${statHtml}`;
+      <span class="muted small">step <b data-field="step">${num(ab.step, 2)}</b> · window ${num(ab.outcome_window_seconds)} s</span></p>
+    <table><thead><tr><th>arm</th><th>matured</th><th>waiting</th><th>positive rate (matured)</th><th>MSE (matured)</th></tr></thead>
+    <tbody>${arm("production", ab.baseline_version, ab.baseline)}${arm("candidate", ab.candidate_version, ab.candidate)}</tbody></table>
+    <p class="small" data-field="remaining" data-outcomes="${left.candidate_outcomes}" data-seconds="${left.seconds}">remaining budget: ${num(left.candidate_outcomes)} matured candidate outcomes or ${num(left.seconds / 86400, 1)} days of event time
+      <span class="muted">· late ${num(ab.late)} · without served_at ${num(ab.missing_served_at)}</span></p>${statHtml}`;
 }
 
 function renderRetrains(history) {
