@@ -35,6 +35,7 @@ from streams import processing  # noqa: E402
 from streams.registry_view import ModelTypeView  # noqa: E402
 from streams.tables import SeenEventIds  # noqa: E402
 from streams.testing import outcome_events  # noqa: E402
+from streams.values import FirstSeen  # noqa: E402
 
 BATCH = 5_000  # the worker's batch size: the dedupe store writes once per batch
 RULES = processing.StreamRules(
@@ -175,7 +176,7 @@ def main() -> int:  # noqa: C901 - a linear script of measurements, one branch p
         plain = Rdict(str(Path(tmp) / "plain"), Options(raw_mode=True))
         for start in range(0, args.ids, BATCH):
             for i in range(start, min(start + BATCH, args.ids)):
-                store[f"seen-{i}"] = [0, i]
+                store[f"seen-{i}"] = FirstSeen(0, i)
                 plain[f"seen-{i}".encode()] = f"0:{i}".encode()
             store.take_changed()
         # Lookups read the table files, as in a worker that has run a while or reopened its

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from contracts.topics import Topics
-from streams import tables
+from streams import tables, values
 from streams.changelog import Changelogs
 from streams.committer import Committer
 
@@ -26,11 +28,11 @@ class OwnedTables:
         self._changelogs = changelogs
         self._data_dir = data_dir
         self.seen: dict[int, tables.SeenEventIds] = {}
-        self.rejections: dict[int, tables.ChangelogTable] = {}
-        self.states: dict[int, tables.ChangelogTable] = {}
-        self.performance: dict[int, tables.ChangelogTable] = {}
+        self.rejections: dict[int, tables.ChangelogTable[values.RejectionCount]] = {}
+        self.states: dict[int, tables.ChangelogTable[Any]] = {}
+        self.performance: dict[int, tables.ChangelogTable[values.DayPerformance]] = {}
 
-    def small(self) -> tuple[tuple[str, dict[int, tables.ChangelogTable]], ...]:
+    def small(self) -> tuple[tuple[str, Mapping[int, tables.ChangelogTable[Any]]], ...]:
         """The in-memory tables, in the order their changelogs are written."""
         return (
             (tables.REJECTIONS, self.rejections),
@@ -52,8 +54,8 @@ class OwnedTables:
 
     def _restore_small(
         self, restorer: Consumer, name: str, partition: int
-    ) -> tables.ChangelogTable:
-        table = tables.ChangelogTable()
+    ) -> tables.ChangelogTable[Any]:
+        table = tables.ChangelogTable.of(name)
         self._changelogs.restore(restorer, name, partition, table)
         return table
 

@@ -30,6 +30,7 @@ from contracts.validation import OutcomeRejected, validate_outcome
 from streams import abtest, rules
 from streams import experiment as ab_rule
 from streams.registry_view import ModelTypeView
+from streams.values import DayPerformance, FirstSeen, RejectionCount
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,11 @@ SOURCE_OFFSET_HEADER = "source.offset"
 
 
 class FirstSightings(Protocol):
-    """event_id -> [partition, offset] where first seen: a dict in tests, RocksDB in the worker."""
+    """event_id -> where first seen: a dict in tests, RocksDB in the worker."""
 
-    def get(self, event_id: str) -> Any: ...
+    def get(self, event_id: str) -> FirstSeen | None: ...
 
-    def __setitem__(self, event_id: str, first_seen: list[int]) -> None: ...
+    def __setitem__(self, event_id: str, first_seen: FirstSeen) -> None: ...
 
 
 class StreamsError(Exception):
@@ -106,7 +107,7 @@ def handle_outcome(
     partition: int,
     offset: int,
     seen: FirstSightings,
-    rejections: MutableMapping[str, Any],
+    rejections: MutableMapping[str, RejectionCount],
     catalog: ModelTypeCatalog,
     arrived_at: datetime,
 ) -> OutcomeResult:
@@ -123,26 +124,24 @@ def handle_outcome(
     sighting = rules.classify_sighting(seen.get(event_id), partition, offset)
     if sighting is rules.Sighting.DUPLICATE:
         return OutcomeResult(duplicate=True)
-    seen[event_id] = [partition, offset]  # (re-)written on replay too: heals a lost changelog write
+    # (re-)written on replay too: heals a lost changelog write
+    seen[event_id] = FirstSeen(partition, offset)
     forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
     return OutcomeResult(forward=forward, model_type=event.model_type)
 
 
 def count_rejection(
-    rejections: MutableMapping[str, Any], reason: str, partition: int, offset: int
+    rejections: MutableMapping[str, RejectionCount], reason: str, partition: int, offset: int
 ) -> None:
     key = f"{reason}@{partition}"
-    value = rejections.get(key) or {"count": 0, "offset": -1}
-    if offset > value["offset"]:
-        value = {"count": value["count"] + 1, "offset": offset}
-    rejections[key] = value
+    rejections[key] = (rejections.get(key) or RejectionCount()).counted(offset)
 
 
-def rejection_counts(rejections: Mapping[str, Any]) -> dict[str, int]:
+def rejection_counts(rejections: Mapping[str, RejectionCount]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for key, value in rejections.items():
         reason = key.rsplit("@", 1)[0]
-        totals[reason] = totals.get(reason, 0) + int(value["count"])
+        totals[reason] = totals.get(reason, 0) + value.count
     return totals
 
 
@@ -282,7 +281,7 @@ def handle_sample(
     source_partition: int,
     source_offset: int,
     states: MutableMapping[str, Any],
-    performance: MutableMapping[str, Any],
+    performance: MutableMapping[str, DayPerformance],
     views: Mapping[str, ModelTypeView],
     settings: StreamRules,
     now: float,
@@ -300,21 +299,15 @@ def handle_sample(
 
     day = sample["occurred_at"][:10]  # the contract serializes UTC: YYYY-MM-DD...
     key = rules.performance_key(model_type, version, day)
-    stored = performance.get(key) or {"p": [0, 0, 0.0, 0.0], "applied": {}}
-    if not rules.is_applied(stored["applied"], source, source_offset):
-        daily = rules.DailyPerformance(*stored["p"]).add(
-            sample["positive_outcome"], sample["prediction"], sample["outcome_score"]
+    daily = performance.get(key) or DayPerformance()
+    if not rules.is_applied(daily.applied, source, source_offset):
+        daily = DayPerformance(
+            daily.sums.add(
+                sample["positive_outcome"], sample["prediction"], sample["outcome_score"]
+            ),
+            rules.with_applied(daily.applied, source, source_offset),
         )
-        stored = {
-            "p": [
-                daily.sample_count,
-                daily.positives,
-                daily.prediction_sum,
-                daily.outcome_score_sum,
-            ],
-            "applied": rules.with_applied(stored["applied"], source, source_offset),
-        }
-    performance[key] = stored
+    performance[key] = daily
 
     stored_state = states.get(model_type)
     state = ModelTypeState.load(stored_state)
@@ -527,19 +520,19 @@ def handle_schedule(
 
 
 def performance_rows(
-    performance: Mapping[str, Any], model_type: str, days: int, today: datetime
+    performance: Mapping[str, DayPerformance], model_type: str, days: int, today: datetime
 ) -> list[dict[str, Any]]:
     first = rules.first_day_of_window(today.astimezone(UTC).date(), days)
     rows = []
     for key, stored in performance.items():
         key_type, version, day = rules.split_performance_key(key)
         if key_type == model_type and day >= first:
-            rows.append(rules.DailyPerformance(*stored["p"]).row(key_type, version, day))
+            rows.append(stored.sums.row(key_type, version, day))
     rows.sort(key=lambda row: (row["day"], row["version"]))
     return rows
 
 
-def performance_samples(performance: Mapping[str, Any], model_type: str) -> int:
+def performance_samples(performance: Mapping[str, DayPerformance], model_type: str) -> int:
     """Samples in every daily performance row of `model_type`, whatever the day."""
     return sum(
         day_samples(stored)
@@ -548,9 +541,9 @@ def performance_samples(performance: Mapping[str, Any], model_type: str) -> int:
     )
 
 
-def day_samples(stored: Mapping[str, Any] | None) -> int:
+def day_samples(stored: DayPerformance | None) -> int:
     """Samples in one stored daily performance value (0 for none)."""
-    return int(stored["p"][0]) if stored else 0
+    return stored.sums.sample_count if stored is not None else 0
 
 
 def rows_cover_state(stored_state: Mapping[str, Any], rows_samples: int) -> bool:

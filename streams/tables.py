@@ -14,13 +14,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 from bus.clients import watermark_offsets
+from streams import values
+from streams.values import FirstSeen
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,19 @@ PERFORMANCE = "daily-performance"
 OUTCOME_TABLES = (SEEN, REJECTIONS)
 SAMPLE_TABLES = (MODEL_TYPES, PERFORMANCE)
 SMALL_TABLES = (REJECTIONS, MODEL_TYPES, PERFORMANCE)
+# How each small table's values are stored (`streams.values`); the same for its changelog, its
+# restore and the web views that follow it.
+CODECS: dict[str, values.Codec[Any]] = {
+    REJECTIONS: values.REJECTION_COUNT,
+    MODEL_TYPES: values.JSON,
+    PERFORMANCE: values.DAY_PERFORMANCE,
+}
+
+V = TypeVar("V")
 
 
 def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
-
-
-def _plain(value: Any) -> Any:
-    """Values kept as objects on the hot path (model-type state) serialize themselves (orjson
-    would write a dataclass field by field, not in its changelog format)."""
-    to_dict = getattr(value, "to_dict", None)
-    return to_dict() if to_dict is not None else value
 
 
 class TableStore(Protocol):
@@ -62,31 +65,39 @@ class TableStore(Protocol):
     def close(self) -> None: ...
 
 
-class ChangelogTable(dict[str, Any]):
-    """One partition of a small table, in memory: a dict that remembers which keys changed
-    since the last `take_changed`, so each changed key is written to the changelog once per
-    batch. Nothing is kept locally, so a restore reads its whole changelog (checkpoint 0)."""
+class ChangelogTable(dict[str, V], Generic[V]):
+    """One partition of a small table, in memory: a dict of typed values (`codec` writes and
+    reads their changelog records) that remembers which keys changed since the last
+    `take_changed`, so each changed key is written to the changelog once per batch. Nothing is
+    kept locally, so a restore reads its whole changelog (checkpoint 0)."""
 
     checkpoint = 0
 
-    def __init__(self) -> None:
+    def __init__(self, codec: values.Codec[V]) -> None:
         super().__init__()
+        self.codec = codec
         self.changed: set[str] = set()
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    @classmethod
+    def of(cls, name: str) -> ChangelogTable[Any]:
+        """An empty partition of the small table `name`, with its codec."""
+        return ChangelogTable(CODECS[name])
+
+    def __setitem__(self, key: str, value: V) -> None:
         super().__setitem__(key, value)
         self.changed.add(key)
 
     def take_changed(self) -> Iterator[tuple[bytes, bytes]]:
         changed, self.changed = self.changed, set()
+        encode = self.codec.encode
         for key in changed:
-            yield key.encode(), orjson.dumps(_plain(self[key]))
+            yield key.encode(), encode(self[key])
 
     def restore(self, key: bytes, value: bytes | None) -> None:
         if value is None:
             self.pop(key.decode(), None)
         else:
-            super().__setitem__(key.decode(), orjson.loads(value))
+            super().__setitem__(key.decode(), self.codec.decode(value))
 
     def restore_batch(self, records: list[tuple[bytes, bytes | None]]) -> None:
         for key, value in records:
@@ -100,8 +111,9 @@ class ChangelogTable(dict[str, Any]):
 
 
 class SeenEventIds:
-    """One partition of the dedupe window in RocksDB: event_id -> [partition, offset] where
-    first seen; restores resume from its on-disk `checkpoint`.
+    """One partition of the dedupe window in RocksDB: event_id -> where first seen
+    (`values.FirstSeen`, stored by `values.FIRST_SEEN`); restores resume from its on-disk
+    `checkpoint`.
 
     On disk in RocksDB, one database per window-long time bucket: writes go to the current
     bucket, lookups read the current and the previous one, older buckets are deleted whole.
@@ -145,7 +157,7 @@ class SeenEventIds:
                 shutil.rmtree(directory, ignore_errors=True)
         self.current = current
 
-    def get(self, event_id: str) -> list[int] | None:
+    def get(self, event_id: str) -> FirstSeen | None:
         key = event_id.encode()
         raw = self.unwritten.get(key)
         if raw is None:
@@ -154,11 +166,10 @@ class SeenEventIds:
                 raw = self.buckets[self.current - 1].get(key)
                 if raw is None:
                     return None
-        partition, _, offset = raw.partition(b":")
-        return [int(partition), int(offset)]
+        return values.FIRST_SEEN.decode(raw)
 
-    def __setitem__(self, event_id: str, first_seen: list[int]) -> None:
-        self.unwritten[event_id.encode()] = b"%d:%d" % (first_seen[0], first_seen[1])
+    def __setitem__(self, event_id: str, first_seen: FirstSeen) -> None:
+        self.unwritten[event_id.encode()] = values.FIRST_SEEN.encode(first_seen)
 
     def take_changed(self) -> list[tuple[bytes, bytes]]:
         """Write the batch's new sightings to disk (one RocksDB write) and return them for the

@@ -12,8 +12,6 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-import orjson
-
 from bus.tail import TopicTail
 from streams import processing, rules, tables
 
@@ -60,7 +58,7 @@ class TableViews:
         """One changelog record, as the tail reads it."""
         name = self._table_of[topic]
         key_text = (key or b"").decode()
-        stored = None if value is None else orjson.loads(value)
+        stored = None if value is None else tables.CODECS[name].decode(value)
         if name == tables.PERFORMANCE:
             self._apply_row(key_text, stored)
         elif name == tables.MODEL_TYPES:

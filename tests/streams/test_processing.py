@@ -274,11 +274,11 @@ def test_the_threshold_waits_for_a_running_canary() -> None:
 
 
 def test_a_changelog_record_reads_back_as_the_state_it_wrote() -> None:
-    from streams.tables import ChangelogTable
+    from streams.tables import MODEL_TYPES, ChangelogTable
 
-    table = ChangelogTable()
+    table = ChangelogTable.of(MODEL_TYPES)
     processing.handle_sample(forwarded_sample(), 0, 0, table, {}, {}, RULES, 0.0)
-    restored = ChangelogTable()
+    restored = ChangelogTable.of(MODEL_TYPES)
     for key, value in table.take_changed():
         restored.restore(key, value)
     assert processing.samples_view(restored, "calling_score", 97) == processing.samples_view(
@@ -368,10 +368,10 @@ def test_crossings_are_absorbed_while_a_retrain_is_in_flight_through_a_restart()
     """One command; every later crossing is held (also across a changelog restore) until the
     registry answers that command; then one command carries all the samples counted since."""
     from streams.registry_view import apply_registry_event
-    from streams.tables import ChangelogTable
+    from streams.tables import MODEL_TYPES, ChangelogTable
 
     threshold = RULES.retrain_sample_threshold
-    states = ChangelogTable()
+    states = ChangelogTable.of(MODEL_TYPES)
     views: dict[str, Any] = {}
 
     def sample(offset: int, now: float) -> list[dict[str, Any]]:
@@ -385,7 +385,7 @@ def test_crossings_are_absorbed_while_a_retrain_is_in_flight_through_a_restart()
     view = processing.samples_view(states, "calling_score", threshold)
     assert view["retrain_in_flight"] == first and view["held_crossings"] == 4
     # a restart: the state comes back from its changelog, the retrain still in flight
-    restored = ChangelogTable()
+    restored = ChangelogTable.of(MODEL_TYPES)
     for key, value in states.take_changed():
         restored.restore(key, value)
     states = restored

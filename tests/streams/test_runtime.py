@@ -21,15 +21,17 @@ from streams import tables
 from streams.changelog import Changelogs, ChangelogWriter
 from streams.committer import Committer
 from streams.partitions import OwnedTables
+from streams.rules import DailyPerformance
 from streams.sender import Sender
 from streams.settings import StreamsSettings
+from streams.values import DayPerformance, FirstSeen, RejectionCount
 from tests.streams.harness import committed_offsets, produce
 
 WINDOW = 3_600
 
 
-def memory_store(_path: Path) -> tables.ChangelogTable:
-    return tables.ChangelogTable()
+def memory_store(_path: Path) -> tables.ChangelogTable[RejectionCount]:
+    return tables.ChangelogTable.of(tables.REJECTIONS)
 
 
 def rocksdb_store(path: Path) -> tables.SeenEventIds:
@@ -38,17 +40,14 @@ def rocksdb_store(path: Path) -> tables.SeenEventIds:
 
 def put(store: Any, i: int) -> None:
     if isinstance(store, tables.SeenEventIds):
-        store[f"id-{i}"] = [0, i]
+        store[f"id-{i}"] = FirstSeen(0, i)
     else:
-        store[f"id-{i}"] = {"n": i}
+        store[f"id-{i}"] = RejectionCount(1, i)
 
 
 def read(store: Any, i: int) -> Any:
-    if isinstance(store, tables.SeenEventIds):
-        found = store.get(f"id-{i}")
-        return found[1] if found else None
-    value = store.get(f"id-{i}")
-    return value["n"] if value else None
+    found = store.get(f"id-{i}")
+    return found.offset if found else None
 
 
 STORES = [pytest.param(memory_store, id="memory"), pytest.param(rocksdb_store, id="rocksdb")]
@@ -74,7 +73,7 @@ def test_a_store_hands_each_change_out_once_and_restores_from_its_changelog(
 
 
 def test_only_the_rocksdb_store_keeps_a_checkpoint(tmp_path: Path) -> None:
-    memory = tables.ChangelogTable()
+    memory = tables.ChangelogTable.of(tables.MODEL_TYPES)
     memory.set_checkpoint(42)
     assert memory.checkpoint == 0  # nothing local survives: restore the whole changelog
     disk = tables.SeenEventIds(tmp_path / "seen", WINDOW)
@@ -147,13 +146,14 @@ def test_changelogs_written_by_one_owner_restore_the_next(
     writer = ChangelogWriter(changelogs, sender, committer.on_changelog_delivery, committer.refuse)
     owned = OwnedTables(changelogs, tmp_path / "first")
     owned.seen[1] = tables.SeenEventIds(tmp_path / "first" / "dedupe-1", WINDOW)
-    owned.rejections[1] = tables.ChangelogTable()
-    owned.states[1] = tables.ChangelogTable()
-    owned.performance[1] = tables.ChangelogTable()
+    owned.rejections[1] = tables.ChangelogTable.of(tables.REJECTIONS)
+    owned.states[1] = tables.ChangelogTable.of(tables.MODEL_TYPES)
+    owned.performance[1] = tables.ChangelogTable.of(tables.PERFORMANCE)
     for i in range(100):
-        owned.seen[1][f"e{i}"] = [1, i]
-    owned.rejections[1]["calling_score|schema"] = {"n": 3}
-    owned.performance[1]["calling_score|v1|2026-12-01"] = {"p": [1, 1, 0.5, 0.25], "applied": {}}
+        owned.seen[1][f"e{i}"] = FirstSeen(1, i)
+    owned.rejections[1]["schema@1"] = RejectionCount(3, 40)
+    day = DayPerformance(DailyPerformance(1, 1, 0.5, 0.25), {"o1": 7})
+    owned.performance[1]["calling_score|2026-12-01|v1.0"] = day
     writer.write(owned.seen, owned.small(), commands_emitted=True)
     assert sender.flush() and not failures.seen and committer.commits_refused is None
     assert committer.delivered == {1: 99}  # the batch's last dedupe record, acknowledged
@@ -166,10 +166,10 @@ def test_changelogs_written_by_one_owner_restore_the_next(
         restored.restore_sample_partition(restorer, 1)
     finally:
         restorer.close()
-    assert restored.seen[1].get("e57") == [1, 57]
+    assert restored.seen[1].get("e57") == FirstSeen(1, 57)
     assert restored.seen[1].checkpoint == 100
-    assert dict(restored.rejections[1]) == {"calling_score|schema": {"n": 3}}
-    assert restored.performance[1]["calling_score|v1|2026-12-01"]["p"] == [1, 1, 0.5, 0.25]
+    assert dict(restored.rejections[1]) == {"schema@1": RejectionCount(3, 40)}
+    assert dict(restored.performance[1]) == {"calling_score|2026-12-01|v1.0": day}
     assert dict(restored.states[1]) == {}
     restored.close()
     sender.close()

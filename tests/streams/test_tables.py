@@ -9,6 +9,7 @@ import pytest
 from bus.admin import ensure_topics
 from bus.clients import make_consumer, make_producer
 from streams.tables import SeenEventIds, read_changelog
+from streams.values import FirstSeen
 
 WINDOW = 3_600
 
@@ -23,7 +24,7 @@ class Clock:
 
 def write(store: SeenEventIds, ids: range) -> None:
     for i in ids:
-        store[f"id-{i}"] = [0, i]
+        store[f"id-{i}"] = FirstSeen(0, i)
     store.take_changed()
 
 
@@ -41,7 +42,7 @@ def test_ids_survive_reopen_and_compaction(tmp_path: Path) -> None:
     store = SeenEventIds(tmp_path / "dedupe-0", WINDOW, clock)
     for db in store.buckets.values():
         db.compact_range(None, None)
-    assert all(store.get(f"id-{i}") == [0, i] for i in range(0, 20_000, 7))
+    assert all(store.get(f"id-{i}") == FirstSeen(0, i) for i in range(0, 20_000, 7))
     assert store.get("never-seen") is None
     assert store.checkpoint == 20_000
 
@@ -52,11 +53,11 @@ def test_an_id_is_kept_at_least_one_window_and_then_dropped(tmp_path: Path) -> N
     write(store, range(3))
     clock.now += WINDOW  # a whole window later: still a duplicate
     write(store, range(10, 11))
-    assert store.get("id-0") == [0, 0]
+    assert store.get("id-0") == FirstSeen(0, 0)
     clock.now += WINDOW + 1  # more than two buckets later: forgotten, and gone from disk
     write(store, range(20, 21))
     assert store.get("id-0") is None
-    assert store.get("id-20") == [0, 20]
+    assert store.get("id-20") == FirstSeen(0, 20)
     assert len(list((tmp_path / "dedupe-0").glob("bucket-*"))) == 2
     store.close()
 
@@ -64,8 +65,8 @@ def test_an_id_is_kept_at_least_one_window_and_then_dropped(tmp_path: Path) -> N
 def test_restored_records_are_found_and_a_batch_reads_its_own_writes(tmp_path: Path) -> None:
     store = SeenEventIds(tmp_path / "dedupe-1", WINDOW)
     store.restore_batch([(b"a", b"1:5"), (b"b", b"1:6")])
-    store["c"] = [1, 7]
-    assert (store.get("a"), store.get("c")) == ([1, 5], [1, 7])
+    store["c"] = FirstSeen(1, 7)
+    assert (store.get("a"), store.get("c")) == (FirstSeen(1, 5), FirstSeen(1, 7))
     assert store.take_changed() == [(b"c", b"1:7")]
     store.close()
 

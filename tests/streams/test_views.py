@@ -20,11 +20,14 @@ from streams.web import StreamsWeb
 from tests.streams.test_processing import RULES, forwarded_sample
 
 MT = "calling_score"
+MODEL_TYPES, PERFORMANCE = tables.MODEL_TYPES, tables.PERFORMANCE
 CHANGELOGS = {name: tables.changelog_topic("app", name) for name in tables.SMALL_TABLES}
 
 
 def batch(
-    states: tables.ChangelogTable, performance: tables.ChangelogTable, offsets: range
+    states: tables.ChangelogTable[Any],
+    performance: tables.ChangelogTable[Any],
+    offsets: range,
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """Count the samples at `offsets` of source partition 0; the batch's changelog records
     (model-type state, daily performance), as the worker writes them."""
@@ -76,7 +79,10 @@ def in_rows(web: StreamsWeb) -> int:
 
 
 def test_a_count_read_before_its_performance_rows_is_not_shown_until_the_rows_are() -> None:
-    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    states, performance = (
+        tables.ChangelogTable.of(MODEL_TYPES),
+        tables.ChangelogTable.of(PERFORMANCE),
+    )
     views = TableViews("unused:9092", CHANGELOGS)
     web = web_over(views)
     first_states, first_rows = batch(states, performance, range(0, 150))
@@ -99,7 +105,10 @@ def test_a_count_read_before_its_performance_rows_is_not_shown_until_the_rows_ar
 
 
 def test_of_several_states_read_ahead_the_newest_the_rows_cover_is_shown() -> None:
-    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    states, performance = (
+        tables.ChangelogTable.of(MODEL_TYPES),
+        tables.ChangelogTable.of(PERFORMANCE),
+    )
     views = TableViews("unused:9092", CHANGELOGS)
     web = web_over(views)
     batches = [batch(states, performance, range(start, start + 40)) for start in (0, 40, 80)]
@@ -114,7 +123,10 @@ def test_of_several_states_read_ahead_the_newest_the_rows_cover_is_shown() -> No
 
 def test_a_state_written_before_samples_were_counted_in_it_is_shown_and_then_learns_them() -> None:
     """A changelog written by an older worker: its states say nothing about their rows."""
-    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    states, performance = (
+        tables.ChangelogTable.of(MODEL_TYPES),
+        tables.ChangelogTable.of(PERFORMANCE),
+    )
     batch(states, performance, range(0, 30))
     old: dict[str, Any] = states[MT].to_dict()
     del old["samples"]
@@ -123,7 +135,7 @@ def test_a_state_written_before_samples_were_counted_in_it_is_shown_and_then_lea
     views.apply(CHANGELOGS[tables.MODEL_TYPES], MT.encode(), orjson.dumps(old))
     assert counted(web) == 30  # shown as it is, as before
 
-    restored = tables.ChangelogTable()
+    restored = tables.ChangelogTable.of(MODEL_TYPES)
     restored.restore(MT.encode(), orjson.dumps(old))
     batch(restored, performance, range(30, 31))
     assert processing.ModelTypeState.load(restored[MT]).samples == 31  # from its rows
