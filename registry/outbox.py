@@ -14,12 +14,18 @@ from registry.store import RegistryStore
 
 log = logging.getLogger(__name__)
 
+# How soon to try again when another instance held the outbox: it may have read the outbox
+# just before this instance's newest row committed.
+BUSY_RETRY_SECONDS = 0.05
+
 
 class OutboxPublisher:
     """Commit, then publish, then mark sent: at-least-once, in commit order per model type.
 
     On start it publishes whatever an earlier process committed but never sent. A crash
     between publish and mark may publish a row twice; consumers de-duplicate on event_id.
+    Instances sharing a database take turns (`RegistryStore.outbox_turn`): each row is read by
+    one publisher, after every row before it was marked sent.
     """
 
     def __init__(
@@ -52,19 +58,26 @@ class OutboxPublisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            wait = self._interval
             try:
-                self.publish_pending()
+                if self.publish_pending() is None:
+                    wait = BUSY_RETRY_SECONDS
             except Exception:  # the next wake-up retries; rows stay unsent, nothing is lost
                 log.exception("outbox publish failed")
-            self._wake.wait(self._interval)
+            self._wake.wait(wait)
             self._wake.clear()
         try:
             self.publish_pending()
         except Exception:
             log.exception("final outbox publish failed")
 
-    def publish_pending(self) -> int:
-        """Publish every unsent row; returns how many were confirmed and marked sent."""
+    def publish_pending(self) -> int | None:
+        """Publish every unsent row; returns how many were confirmed and marked sent, or None
+        when another instance has the outbox's turn (it publishes them)."""
+        with self._store.outbox_turn() as ours:
+            return self._publish_unsent() if ours else None
+
+    def _publish_unsent(self) -> int:
         published = 0
         while True:
             rows = self._store.unsent_events()

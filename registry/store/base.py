@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from contracts.topics import TopicName
@@ -73,6 +74,13 @@ class RegistryStore(ABC):
     @abstractmethod
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Record that these outbox rows are on the topic."""
+
+    @contextmanager
+    def outbox_turn(self) -> Iterator[bool]:
+        """Whether this process may publish the outbox now, held until the block ends: one
+        publisher at a time among the instances sharing the database. A store only one process
+        opens has no one to share with."""
+        yield True
 
     @abstractmethod
     def event_count(self) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MAX_ATTEMPTS = 200
+# The PostgreSQL advisory lock of the outbox's publisher (the migration's is 7215400001).
+OUTBOX_LOCK = 7215400002
 
 
 def _utc_now() -> datetime:
@@ -294,6 +297,26 @@ class SqlRegistryStore(RegistryStore):
             session.execute(
                 update(OutboxRow).where(OutboxRow.id.in_(list(ids))).values(sent_at=_utc_now())
             )
+
+    @contextmanager
+    def outbox_turn(self) -> Iterator[bool]:
+        """On PostgreSQL, a session advisory lock: two instances' publishers would both read a
+        row before either marked it sent, and publish it twice, the second copy after newer
+        rows (a follower would then go back to an older weight map). Released on exit, or by
+        the server when the holder's connection dies. SQLite: one instance per file."""
+        if self._engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self._engine.connect() as connection:
+            lock = {"key": OUTBOX_LOCK}
+            taken = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), lock))
+            connection.commit()
+            try:
+                yield taken
+            finally:
+                if taken:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+                    connection.commit()
 
     def event_count(self) -> int:
         with self._reads() as session:
