@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from contracts.topics import Topics
+from registry.domain import OutboxRecord
 from registry.metrics import RegistryMetrics
 from registry.store import RegistryStore
 
@@ -20,6 +20,9 @@ class OutboxPublisher:
 
     On start it publishes whatever an earlier process committed but never sent. A crash
     between publish and mark may publish a row twice; consumers de-duplicate on event_id.
+    Short of a crash a row is sent once: one publisher at a time among the instances sharing
+    the database (`RegistryStore.publishing`), and a row whose delivery report has not come
+    when a flush times out stays in flight, never produced again while it is.
     """
 
     def __init__(
@@ -29,15 +32,23 @@ class OutboxPublisher:
         topics: Topics,
         metrics: RegistryMetrics,
         interval: float = 1.0,
+        flush_timeout: float = 30.0,
     ) -> None:
         self._store = store
         self._producer = producer
         self._topics = topics
         self._metrics = metrics
         self._interval = interval
+        self._flush_timeout = flush_timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-outbox", daemon=True)
+        # Delivery reports arrive on whichever thread flushes the producer (ours; the app's
+        # shutdown flush), possibly a round after their row was produced.
+        self._reports = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._delivered: set[int] = set()  # on the topic, not yet marked sent
+        self._failed: list[str] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -66,37 +77,49 @@ class OutboxPublisher:
     def publish_pending(self) -> int:
         """Publish every unsent row; returns how many were confirmed and marked sent."""
         published = 0
-        while True:
-            rows = self._store.unsent_events()
-            self._metrics.outbox_unsent.set(len(rows))
-            if not rows:
-                return published
-            delivered: list[int] = []
-            failed: list[str] = []
-            for row in rows:
-                try:
-                    self._producer.produce(
-                        self._topics.name(row.topic),
-                        key=row.model_type.encode(),
-                        value=row.payload,
-                        on_delivery=_delivery_callback(row.id, delivered, failed),
-                    )
-                except (KafkaException, BufferError) as exc:
-                    # e.g. a row too large to send: the rows after it are still published
-                    failed.append(f"row {row.id}: {exc}")
-            self._producer.flush(30)
-            self._store.mark_sent(delivered)
-            published += len(delivered)
-            self._metrics.events_published.inc(len(delivered))
-            if failed or len(delivered) < len(rows):
-                raise RuntimeError(f"{len(rows) - len(delivered)} outbox rows unsent: {failed[:3]}")
+        with self._store.publishing():
+            while True:
+                rows = self._store.unsent_events()
+                self._metrics.outbox_unsent.set(len(rows))
+                if not rows:
+                    return published
+                for row in rows:
+                    self._produce(row)
+                self._producer.flush(self._flush_timeout)
+                with self._reports:
+                    delivered = sorted(self._delivered)
+                    failed, self._failed = self._failed, []
+                self._store.mark_sent(delivered)
+                with self._reports:
+                    self._delivered.difference_update(delivered)
+                published += len(delivered)
+                self._metrics.events_published.inc(len(delivered))
+                unsent = len({row.id for row in rows} - set(delivered))
+                if failed or unsent:
+                    raise RuntimeError(f"{unsent} outbox rows unsent: {failed[:3]}")
 
+    def _produce(self, row: OutboxRecord) -> None:
+        with self._reports:
+            if row.id in self._in_flight or row.id in self._delivered:
+                return  # sent already; its report, or its marking, is still to come
+            self._in_flight.add(row.id)
+        try:
+            self._producer.produce(
+                self._topics.name(row.topic),
+                key=row.model_type.encode(),
+                value=row.payload,
+                on_delivery=lambda err, _msg: self._on_delivery(row.id, err),
+            )
+        except (KafkaException, BufferError) as exc:
+            # e.g. a row too large to send: the rows after it are still published
+            self._on_delivery(row.id, exc)
 
-def _delivery_callback(row_id: int, delivered: list[int], failed: list[str]) -> Any:
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is None:
-            delivered.append(row_id)
-        else:
-            failed.append(str(err))
-
-    return on_delivery
+    def _on_delivery(
+        self, row_id: int, err: KafkaError | KafkaException | BufferError | None
+    ) -> None:
+        with self._reports:
+            self._in_flight.discard(row_id)
+            if err is None:
+                self._delivered.add(row_id)
+            else:
+                self._failed.append(f"row {row_id}: {err}")

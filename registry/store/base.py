@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from contracts.topics import TopicName
@@ -73,6 +74,12 @@ class RegistryStore(ABC):
     @abstractmethod
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Record that these outbox rows are on the topic."""
+
+    @abstractmethod
+    def publishing(self) -> AbstractContextManager[None]:
+        """Held by one outbox publisher at a time among every instance sharing this database
+        (waits while another holds it; a holder's death releases it), so two instances never
+        read the same unsent row and both send it."""
 
     @abstractmethod
     def event_count(self) -> int:
