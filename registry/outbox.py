@@ -40,15 +40,10 @@ class OutboxPublisher:
         self._metrics = metrics
         self._interval = interval
         self._flush_timeout = flush_timeout
+        self._deliveries = _Deliveries()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-outbox", daemon=True)
-        # Delivery reports arrive on whichever thread flushes the producer (ours; the app's
-        # shutdown flush), possibly a round after their row was produced.
-        self._reports = threading.Lock()
-        self._in_flight: set[int] = set()
-        self._delivered: set[int] = set()  # on the topic, not yet marked sent
-        self._failed: list[str] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -86,12 +81,9 @@ class OutboxPublisher:
                 for row in rows:
                     self._produce(row)
                 self._producer.flush(self._flush_timeout)
-                with self._reports:
-                    delivered = sorted(self._delivered)
-                    failed, self._failed = self._failed, []
+                delivered, failed = self._deliveries.take()
                 self._store.mark_sent(delivered)
-                with self._reports:
-                    self._delivered.difference_update(delivered)
+                self._deliveries.marked(delivered)
                 published += len(delivered)
                 self._metrics.events_published.inc(len(delivered))
                 unsent = len({row.id for row in rows} - set(delivered))
@@ -99,27 +91,54 @@ class OutboxPublisher:
                     raise RuntimeError(f"{unsent} outbox rows unsent: {failed[:3]}")
 
     def _produce(self, row: OutboxRecord) -> None:
-        with self._reports:
-            if row.id in self._in_flight or row.id in self._delivered:
-                return  # sent already; its report, or its marking, is still to come
-            self._in_flight.add(row.id)
+        if not self._deliveries.claim(row.id):
+            return  # sent already; its report, or its marking, is still to come
         try:
             self._producer.produce(
                 self._topics.name(row.topic),
                 key=row.model_type.encode(),
                 value=row.payload,
-                on_delivery=lambda err, _msg: self._on_delivery(row.id, err),
+                on_delivery=lambda err, _msg: self._deliveries.report(row.id, err),
             )
         except (KafkaException, BufferError) as exc:
             # e.g. a row too large to send: the rows after it are still published
-            self._on_delivery(row.id, exc)
+            self._deliveries.report(row.id, exc)
 
-    def _on_delivery(
-        self, row_id: int, err: KafkaError | KafkaException | BufferError | None
-    ) -> None:
-        with self._reports:
+
+class _Deliveries:
+    """Each produced row's fate by id, across rounds: in flight, on the topic (not yet marked
+    sent), or failed. Reports come on whichever thread flushes the producer (the publisher's;
+    the app's shutdown flush), possibly a round after their row was produced."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._delivered: set[int] = set()
+        self._failed: list[str] = []
+
+    def claim(self, row_id: int) -> bool:
+        """True (and now in flight) unless the row is in flight or delivered already."""
+        with self._lock:
+            if row_id in self._in_flight or row_id in self._delivered:
+                return False
+            self._in_flight.add(row_id)
+            return True
+
+    def report(self, row_id: int, err: KafkaError | KafkaException | BufferError | None) -> None:
+        with self._lock:
             self._in_flight.discard(row_id)
             if err is None:
                 self._delivered.add(row_id)
             else:
                 self._failed.append(f"row {row_id}: {err}")
+
+    def take(self) -> tuple[list[int], list[str]]:
+        """The rows delivered and not yet marked; the failures since the last call (their rows
+        may be produced again)."""
+        with self._lock:
+            failed, self._failed = self._failed, []
+            return sorted(self._delivered), failed
+
+    def marked(self, row_ids: list[int]) -> None:
+        with self._lock:
+            self._delivered.difference_update(row_ids)

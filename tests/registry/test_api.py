@@ -220,3 +220,17 @@ def test_a_reason_too_long_to_publish_is_a_422(client: TestClient, two_versions:
     )
     assert answer.status_code == 422
     assert client.get(f"/models/{MT}/versions/v1.1").json()["status"] == "staging"
+
+
+def test_an_action_on_a_model_type_longer_than_any_is_a_422(client: TestClient) -> None:
+    """The chaos fuzz test found a 65-character model type in the path made the command fail
+    to build: a 500."""
+    long_type = "m" * 65
+    actions = [
+        ("post", f"/models/{long_type}/versions/v1.0/promote", None),
+        ("post", f"/models/{long_type}/versions/v1.0/rollback", None),
+        ("put", f"/models/{long_type}/weights", {"weights": {"v1.0": 1.0}}),
+    ]
+    for method, path, body in actions:
+        response = client.request(method, path, json=body, headers=AUTH)
+        assert response.status_code == 422, (path, response.text)
