@@ -22,10 +22,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -33,6 +31,7 @@ from confluent_kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.trigger_probe import BackgroundLoad, send_probes, time_to_command  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_consumer, make_producer  # noqa: E402
 from bus.local_broker import free_port  # noqa: E402
@@ -178,22 +177,6 @@ def summarize_profile(path: Path) -> str:
     return "| main thread, inclusive | share |\n|---|---|\n" + "\n".join(rows)
 
 
-def _event(model_type: str, subject: str) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "model_type": model_type,
-            "model_version": "v0.0",
-            "subject_id": subject,
-            "features": [0.5] * 23,
-            "prediction": 0.5,
-            "outcome_score": 0.5,
-            "positive_outcome": True,
-            "occurred_at": datetime.now(UTC).isoformat(),
-        }
-    )
-
-
 def trigger_latency(
     bootstrap: str,
     prefix: str,
@@ -211,25 +194,7 @@ def trigger_latency(
         workdir / "latency",
         RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold),
     )
-    stop = threading.Event()
-    background_sent = [0]
-
-    def background() -> None:
-        producer = make_producer(bootstrap)
-        tick = 0.05
-        per_tick = max(1, int(background_rate * tick))
-        while not stop.is_set():
-            began = time.perf_counter()
-            for i in range(per_tick):
-                subject = f"bg-{background_sent[0] + i}"
-                producer.produce(
-                    topics.outcome_events, key=subject, value=_event("calling_score", subject)
-                )
-            background_sent[0] += per_tick
-            producer.poll(0)
-            time.sleep(max(0.0, tick - (time.perf_counter() - began)))
-        producer.flush(30)
-
+    background = BackgroundLoad(bootstrap, topics.outcome_events, background_rate)
     commands = make_consumer(bootstrap, f"bench-lat-{uuid.uuid4().hex[:8]}")
     partitions = (
         commands.list_topics(topics.retrain_commands, timeout=10)
@@ -239,19 +204,13 @@ def trigger_latency(
     commands.assign([TopicPartition(topics.retrain_commands, p, 0) for p in partitions])
     probe = make_producer(bootstrap, **{"linger.ms": 0})
     latencies: list[float] = []
-    thread = threading.Thread(target=background, daemon=True)
     try:
         worker.start()
         worker.wait_web()
-        thread.start()
+        background.start()
         began = time.perf_counter()
         for crossing in range(crossings):
-            for i in range(threshold - 1):
-                subject = f"probe-{crossing}-{i}"
-                probe.produce(
-                    topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
-                )
-            probe.flush(30)
+            send_probes(probe, topics.outcome_events, crossing, threshold - 1)
             wait_until(
                 lambda: (
                     (get_json(f"{worker.url}/samples/outcome_prediction") or {}).get("new_samples")
@@ -260,24 +219,13 @@ def trigger_latency(
                 600,
                 "probes not counted",
             )
-            subject = f"probe-{crossing}-cross"
-            sent_at = time.perf_counter()
-            probe.produce(
-                topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
-            )
-            probe.flush(30)
-            received = None
-            while received is None:
-                for message in commands.consume(100, timeout=0.01):
-                    if message.error():
-                        continue
-                    if orjson.loads(message.value())["model_type"] == "outcome_prediction":
-                        received = time.perf_counter()
-            latencies.append(received - sent_at)
-        achieved = background_sent[0] / (time.perf_counter() - began)
+            latency = time_to_command(probe, topics.outcome_events, crossing, commands, 600)
+            if latency is None:
+                raise RuntimeError(f"crossing {crossing}: no command within 600 s")
+            latencies.append(latency)
+        achieved = background.sent / (time.perf_counter() - began)
     finally:
-        stop.set()
-        thread.join(timeout=30)
+        background.stop()
         commands.close()
         worker.stop()
     return latencies, achieved

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from contracts.topics import Topics
+from registry.domain import OutboxRecord
 from registry.metrics import RegistryMetrics
 from registry.store import RegistryStore
 
 log = logging.getLogger(__name__)
-
-# How soon to try again when another instance held the outbox: it may have read the outbox
-# just before this instance's newest row committed.
-BUSY_RETRY_SECONDS = 0.05
 
 
 class OutboxPublisher:
@@ -24,8 +20,9 @@ class OutboxPublisher:
 
     On start it publishes whatever an earlier process committed but never sent. A crash
     between publish and mark may publish a row twice; consumers de-duplicate on event_id.
-    Instances sharing a database take turns (`RegistryStore.outbox_turn`): each row is read by
-    one publisher, after every row before it was marked sent.
+    Short of a crash a row is sent once: one publisher at a time among the instances sharing
+    the database (`RegistryStore.publishing`), and a row whose delivery report has not come
+    when a flush times out stays in flight, never produced again while it is.
     """
 
     def __init__(
@@ -35,12 +32,15 @@ class OutboxPublisher:
         topics: Topics,
         metrics: RegistryMetrics,
         interval: float = 1.0,
+        flush_timeout: float = 30.0,
     ) -> None:
         self._store = store
         self._producer = producer
         self._topics = topics
         self._metrics = metrics
         self._interval = interval
+        self._flush_timeout = flush_timeout
+        self._deliveries = _Deliveries()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-outbox", daemon=True)
@@ -58,58 +58,87 @@ class OutboxPublisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            wait = self._interval
             try:
-                if self.publish_pending() is None:
-                    wait = BUSY_RETRY_SECONDS
+                self.publish_pending()
             except Exception:  # the next wake-up retries; rows stay unsent, nothing is lost
                 log.exception("outbox publish failed")
-            self._wake.wait(wait)
+            self._wake.wait(self._interval)
             self._wake.clear()
         try:
             self.publish_pending()
         except Exception:
             log.exception("final outbox publish failed")
 
-    def publish_pending(self) -> int | None:
-        """Publish every unsent row; returns how many were confirmed and marked sent, or None
-        when another instance has the outbox's turn (it publishes them)."""
-        with self._store.outbox_turn() as ours:
-            return self._publish_unsent() if ours else None
-
-    def _publish_unsent(self) -> int:
+    def publish_pending(self) -> int:
+        """Publish every unsent row; returns how many were confirmed and marked sent."""
         published = 0
-        while True:
-            rows = self._store.unsent_events()
-            self._metrics.outbox_unsent.set(len(rows))
-            if not rows:
-                return published
-            delivered: list[int] = []
-            failed: list[str] = []
-            for row in rows:
-                try:
-                    self._producer.produce(
-                        self._topics.name(row.topic),
-                        key=row.model_type.encode(),
-                        value=row.payload,
-                        on_delivery=_delivery_callback(row.id, delivered, failed),
-                    )
-                except (KafkaException, BufferError) as exc:
-                    # e.g. a row too large to send: the rows after it are still published
-                    failed.append(f"row {row.id}: {exc}")
-            self._producer.flush(30)
-            self._store.mark_sent(delivered)
-            published += len(delivered)
-            self._metrics.events_published.inc(len(delivered))
-            if failed or len(delivered) < len(rows):
-                raise RuntimeError(f"{len(rows) - len(delivered)} outbox rows unsent: {failed[:3]}")
+        with self._store.publishing():
+            while True:
+                rows = self._store.unsent_events()
+                self._metrics.outbox_unsent.set(len(rows))
+                if not rows:
+                    return published
+                for row in rows:
+                    self._produce(row)
+                self._producer.flush(self._flush_timeout)
+                delivered, failed = self._deliveries.take()
+                self._store.mark_sent(delivered)
+                self._deliveries.marked(delivered)
+                published += len(delivered)
+                self._metrics.events_published.inc(len(delivered))
+                unsent = len({row.id for row in rows} - set(delivered))
+                if failed or unsent:
+                    raise RuntimeError(f"{unsent} outbox rows unsent: {failed[:3]}")
+
+    def _produce(self, row: OutboxRecord) -> None:
+        if not self._deliveries.claim(row.id):
+            return  # sent already; its report, or its marking, is still to come
+        try:
+            self._producer.produce(
+                self._topics.name(row.topic),
+                key=row.model_type.encode(),
+                value=row.payload,
+                on_delivery=lambda err, _msg: self._deliveries.report(row.id, err),
+            )
+        except (KafkaException, BufferError) as exc:
+            # e.g. a row too large to send: the rows after it are still published
+            self._deliveries.report(row.id, exc)
 
 
-def _delivery_callback(row_id: int, delivered: list[int], failed: list[str]) -> Any:
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is None:
-            delivered.append(row_id)
-        else:
-            failed.append(str(err))
+class _Deliveries:
+    """Each produced row's fate by id, across rounds: in flight, on the topic (not yet marked
+    sent), or failed. Reports come on whichever thread flushes the producer (the publisher's;
+    the app's shutdown flush), possibly a round after their row was produced."""
 
-    return on_delivery
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._delivered: set[int] = set()
+        self._failed: list[str] = []
+
+    def claim(self, row_id: int) -> bool:
+        """True (and now in flight) unless the row is in flight or delivered already."""
+        with self._lock:
+            if row_id in self._in_flight or row_id in self._delivered:
+                return False
+            self._in_flight.add(row_id)
+            return True
+
+    def report(self, row_id: int, err: KafkaError | KafkaException | BufferError | None) -> None:
+        with self._lock:
+            self._in_flight.discard(row_id)
+            if err is None:
+                self._delivered.add(row_id)
+            else:
+                self._failed.append(f"row {row_id}: {err}")
+
+    def take(self) -> tuple[list[int], list[str]]:
+        """The rows delivered and not yet marked; the failures since the last call (their rows
+        may be produced again)."""
+        with self._lock:
+            failed, self._failed = self._failed, []
+            return sorted(self._delivered), failed
+
+    def marked(self, row_ids: list[int]) -> None:
+        with self._lock:
+            self._delivered.difference_update(row_ids)

@@ -96,20 +96,10 @@ class RetrainWorker:
 
     # -- one command (runs on the training thread) --------------------------------------------
 
+    # The command's log ids are scoped to the call: whichever thread makes it (the loop's, or a
+    # test's), they never outlive the command (a fresh context per call).
+    @log_context()
     def handle_retrain_command(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        source: str,
-        now: datetime | None = None,
-        position: tuple[str, int, int] | None = None,
-    ) -> CommandOutcome:
-        """`_handle_retrain_command` with the command's log ids scoped to it: whichever thread
-        calls it (the loop's, or a test's), they never outlive the command."""
-        with log_context():
-            return self._handle_retrain_command(key, value, source, now, position)
-
-    def _handle_retrain_command(
         self,
         key: bytes | None,
         value: bytes | None,

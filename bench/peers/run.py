@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -46,7 +45,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.peers.job import PeerSettings  # noqa: E402
-from bench.streams_throughput import _event, percentile, raw_ceiling  # noqa: E402
+from bench.streams_throughput import percentile, raw_ceiling  # noqa: E402
+from bench.trigger_probe import BackgroundLoad, send_probes, time_to_command  # noqa: E402
 from bus import local_broker  # noqa: E402
 from bus.admin import create_topics  # noqa: E402
 from bus.clients import make_admin, make_consumer, make_producer  # noqa: E402
@@ -466,30 +466,12 @@ def trigger_latency(
     topics = Topics(prefix)
     create_topics(bootstrap, topics, PARTITIONS, 1)
     running = Running(engine.with_threshold(threshold), bootstrap, prefix, workdir)
-    stop = threading.Event()
-    sent = [0]
-
-    def background() -> None:  # as bench/streams_throughput.py's, on calling_score
-        producer = make_producer(bootstrap)
-        tick = 0.05
-        per_tick = max(1, int(background_rate * tick))
-        while not stop.is_set():
-            began = time.perf_counter()
-            for i in range(per_tick):
-                subject = f"bg-{sent[0] + i}"
-                producer.produce(
-                    topics.outcome_events, key=subject, value=_event("calling_score", subject)
-                )
-            sent[0] += per_tick
-            producer.poll(0)
-            time.sleep(max(0.0, tick - (time.perf_counter() - began)))
-        producer.flush(30)
+    background = BackgroundLoad(bootstrap, topics.outcome_events, background_rate)
 
     commands = make_consumer(bootstrap, f"bench-lat-{uuid.uuid4().hex[:8]}")
     commands.assign([TopicPartition(topics.retrain_commands, p, 0) for p in range(PARTITIONS)])
     probe = make_producer(bootstrap, **{"linger.ms": 0})
     latencies: list[float] = []
-    thread = threading.Thread(target=background, daemon=True)
 
     def probes_counted() -> int:
         tables = running.tables()
@@ -497,40 +479,22 @@ def trigger_latency(
 
     try:
         running.start()
-        thread.start()
+        background.start()
         began = time.perf_counter()
         for crossing in range(crossings):
-            for i in range(threshold - 1):
-                subject = f"probe-{crossing}-{i}"
-                probe.produce(
-                    topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
-                )
-            probe.flush(30)
+            send_probes(probe, topics.outcome_events, crossing, threshold - 1)
             deadline = time.perf_counter() + (120 if crossing == 0 else 30)
             while probes_counted() != (crossing + 1) * threshold - 1:
                 if time.perf_counter() > deadline:
                     return _latency_text(latencies, "fell behind: probes not counted in time")
                 time.sleep(0.05)
-            subject = f"probe-{crossing}-cross"
-            sent_at = time.perf_counter()
-            probe.produce(
-                topics.outcome_events, key=subject, value=_event("outcome_prediction", subject)
-            )
-            probe.flush(30)
-            received = None
-            while received is None:
-                if time.perf_counter() - sent_at > 30:
-                    return _latency_text(latencies, "no command within 30 s")
-                for message in commands.consume(100, timeout=0.01):
-                    if message.error() is None and orjson.loads(message.value())["model_type"] == (
-                        "outcome_prediction"
-                    ):
-                        received = time.perf_counter()
-            latencies.append(received - sent_at)
-        achieved = sent[0] / (time.perf_counter() - began)
+            latency = time_to_command(probe, topics.outcome_events, crossing, commands, 30)
+            if latency is None:
+                return _latency_text(latencies, "no command within 30 s")
+            latencies.append(latency)
+        achieved = background.sent / (time.perf_counter() - began)
     finally:
-        stop.set()
-        thread.join(timeout=30)
+        background.stop()
         commands.close()
         running.stop()
     return _latency_text(latencies, f"{achieved:,.0f}/s produced")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from contracts.events import RegistryCommandIssued, RegistryCommandType
-from registry.api.deps import KafkaEnabled, Operator, Service
+from registry.api.deps import KafkaEnabled, ModelTypePath, Operator, Service
 from registry.api.schemas import PromoteIn, RollbackIn, WeightsIn
 from registry.views import ActionOut, RetrainOut
 
@@ -35,7 +35,7 @@ def _run(service: Service, command: RegistryCommandIssued) -> ActionOut:
     },
 )
 def promote(
-    model_type: str,
+    model_type: ModelTypePath,
     version: str,
     service: Service,
     operator: Operator,
@@ -62,7 +62,7 @@ def promote(
     responses={**_AUTH, 409: {"description": "illegal transition"}},
 )
 def rollback(
-    model_type: str,
+    model_type: ModelTypePath,
     version: str,
     service: Service,
     operator: Operator,
@@ -94,7 +94,7 @@ def rollback(
     },
 )
 def set_weights(
-    model_type: str, body: WeightsIn, service: Service, operator: Operator
+    model_type: ModelTypePath, body: WeightsIn, service: Service, operator: Operator
 ) -> ActionOut:
     """The full weight map. Refused (409) when it would leave two staging versions with traffic
     or a candidate above the maximum weight, unless `force` is true."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contracts.events import MAX_NAME_LENGTH
 from registry.service import RegistryService
 
 _bearer = HTTPBearer(auto_error=False, description="RELEARN_API_TOKEN")
@@ -43,3 +44,7 @@ async def require_token(
 Service = Annotated[RegistryService, Depends(get_service)]
 KafkaEnabled = Annotated[None, Depends(require_kafka)]
 Operator = Annotated[str, Depends(require_token)]
+
+# A model type in the path of an action: one longer than any model type can be is a 422, not a
+# command that fails to build.
+ModelTypePath = Annotated[str, Path(max_length=MAX_NAME_LENGTH)]

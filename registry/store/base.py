@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from contracts.topics import TopicName
@@ -75,12 +75,11 @@ class RegistryStore(ABC):
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Record that these outbox rows are on the topic."""
 
-    @contextmanager
-    def outbox_turn(self) -> Iterator[bool]:
-        """Whether this process may publish the outbox now, held until the block ends: one
-        publisher at a time among the instances sharing the database. A store only one process
-        opens has no one to share with."""
-        yield True
+    @abstractmethod
+    def publishing(self) -> AbstractContextManager[None]:
+        """Held by one outbox publisher at a time among every instance sharing this database
+        (waits while another holds it; a holder's death releases it), so two instances never
+        read the same unsent row and both send it."""
 
     @abstractmethod
     def event_count(self) -> int:

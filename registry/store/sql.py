@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import random
 import time
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MAX_ATTEMPTS = 200
-# The PostgreSQL advisory lock of the outbox's publisher (the migration's is 7215400001).
+MIGRATION_LOCK = 7215400001  # PostgreSQL advisory lock keys
 OUTBOX_LOCK = 7215400002
 
 
@@ -43,15 +44,21 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # instances starting together migrate once
-            connection.execute(text("SELECT pg_advisory_xact_lock(7215400001)"))
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory one."""
     database = url.split("///", 1)[1] if "///" in url else ""
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = _sqlite_file(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -299,24 +306,30 @@ class SqlRegistryStore(RegistryStore):
             )
 
     @contextmanager
-    def outbox_turn(self) -> Iterator[bool]:
-        """On PostgreSQL, a session advisory lock: two instances' publishers would both read a
-        row before either marked it sent, and publish it twice, the second copy after newer
-        rows (a follower would then go back to an older weight map). Released on exit, or by
-        the server when the holder's connection dies. SQLite: one instance per file."""
-        if self._engine.dialect.name != "postgresql":
-            yield True
+    def publishing(self) -> Iterator[None]:
+        if self._engine.dialect.name == "postgresql":
+            # A session lock on a connection of its own: the server drops it if we die.
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": OUTBOX_LOCK})
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": OUTBOX_LOCK}
+                    )
             return
-        with self._engine.connect() as connection:
-            lock = {"key": OUTBOX_LOCK}
-            taken = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), lock))
-            connection.commit()
+        database = _sqlite_file(self.url)
+        if database is None:  # an in-memory database has no other publisher
+            yield
+            return
+        # SQLite's own lock would stop every writer while a flush waits on the broker; a lock
+        # file beside the database holds back only other publishers (any process; freed on exit).
+        with open(database.with_name(database.name + ".outbox-lock"), "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
-                yield taken
+                yield
             finally:
-                if taken:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
-                    connection.commit()
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def event_count(self) -> int:
         with self._reads() as session:

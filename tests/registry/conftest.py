@@ -15,14 +15,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 
 from contracts.events import ModelDeployed, TrainingMetrics
+from registry.main import create_app
+from registry.service import RegistryService
+from registry.settings import RegistrySettings
 from registry.store import RegistryStore, open_store
 from tests.conftest import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FEATURES = 23
+API_TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def _as_postgres(*command: str) -> list[str]:
@@ -116,6 +122,39 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     return fresh_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+def kafkaless_settings(tmp_path: Path, artifact_dir: Path, **overrides: object) -> RegistrySettings:
+    """The registry's settings with Kafka off: SQLite under `tmp_path`, API_TOKEN, no route
+    cache; `overrides` are RegistrySettings fields."""
+    fields: dict[str, object] = dict(
+        state_dir=tmp_path,
+        artifact_dir=artifact_dir,
+        api_token=API_TOKEN,
+        registry_kafka_enabled=False,
+        registry_route_cache_seconds=0,
+    )
+    fields.update(overrides)
+    return RegistrySettings(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(
+    request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path
+) -> Iterator[TestClient]:
+    """The app with Kafka off on SQLite, or on PostgreSQL when parametrized indirectly with
+    "postgresql"."""
+    overrides: dict[str, object] = {}
+    if getattr(request, "param", "sqlite") == "postgresql":
+        overrides["database_url"] = fresh_postgres_database(
+            request.getfixturevalue("postgres_server")
+        )
+    with TestClient(create_app(kafkaless_settings(tmp_path, artifact_dir, **overrides))) as app:
+        yield app
+
+
+def service_of(client: TestClient) -> RegistryService:
+    return client.app.state.service  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -4,46 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from contracts.events import RegistryEventOccurred, RegistryEventType
-from registry.main import create_app
 from registry.routing import route
-from registry.service import RegistryService
-from registry.settings import RegistrySettings
-from tests.registry.conftest import fresh_postgres_database, make_deployment
+from tests.registry.conftest import AUTH, make_deployment, service_of
 
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MT = "calling_score"
-
-
-@pytest.fixture
-def client(
-    request: pytest.FixtureRequest, tmp_path: Path, artifact_dir: Path
-) -> Iterator[TestClient]:
-    """The app on SQLite, or on PostgreSQL when parametrized indirectly with "postgresql"."""
-    database_url = None
-    if getattr(request, "param", "sqlite") == "postgresql":
-        database_url = fresh_postgres_database(request.getfixturevalue("postgres_server"))
-    settings = RegistrySettings(
-        database_url=database_url,
-        state_dir=tmp_path,
-        artifact_dir=artifact_dir,
-        api_token=TOKEN,
-        registry_kafka_enabled=False,
-        registry_route_cache_seconds=0,
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
-def service_of(client: TestClient) -> RegistryService:
-    return client.app.state.service  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -250,3 +220,17 @@ def test_a_reason_too_long_to_publish_is_a_422(client: TestClient, two_versions:
     )
     assert answer.status_code == 422
     assert client.get(f"/models/{MT}/versions/v1.1").json()["status"] == "staging"
+
+
+def test_an_action_on_a_model_type_longer_than_any_is_a_422(client: TestClient) -> None:
+    """The chaos fuzz test found a 65-character model type in the path made the command fail
+    to build: a 500."""
+    long_type = "m" * 65
+    actions = [
+        ("post", f"/models/{long_type}/versions/v1.0/promote", None),
+        ("post", f"/models/{long_type}/versions/v1.0/rollback", None),
+        ("put", f"/models/{long_type}/weights", {"weights": {"v1.0": 1.0}}),
+    ]
+    for method, path, body in actions:
+        response = client.request(method, path, json=body, headers=AUTH)
+        assert response.status_code == 422, (path, response.text)

@@ -22,11 +22,10 @@ from registry.client import (
 )
 from registry.main import create_app
 from registry.service import RegistryService
-from registry.settings import RegistrySettings
 from tests.conftest import free_port
-from tests.registry.conftest import make_deployment
+from tests.registry.conftest import API_TOKEN as TOKEN
+from tests.registry.conftest import kafkaless_settings, make_deployment
 
-TOKEN = "client-token"
 MT = "calling_score"
 
 
@@ -39,14 +38,7 @@ class LiveRegistry:
 
 @pytest.fixture
 def live(tmp_path: Path, artifact_dir: Path) -> Iterator[LiveRegistry]:
-    settings = RegistrySettings(
-        state_dir=tmp_path,
-        artifact_dir=artifact_dir,
-        api_token=TOKEN,
-        registry_kafka_enabled=False,
-        registry_route_cache_seconds=0,
-    )
-    app = create_app(settings)
+    app = create_app(kafkaless_settings(tmp_path, artifact_dir))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)

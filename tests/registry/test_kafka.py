@@ -27,7 +27,7 @@ from registry.metrics import RegistryMetrics
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from registry.views import VersionOut
-from tests.registry.conftest import make_deployment, wait_for
+from tests.registry.conftest import kafkaless_settings, make_deployment, service_of, wait_for
 
 TOKEN = "kafka-token"
 MT = "calling_score"
@@ -47,10 +47,6 @@ def running_registry(
     )
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def service_of(client: TestClient) -> RegistryService:
-    return client.app.state.service  # type: ignore[attr-defined]
 
 
 def processed(client: TestClient) -> int:
@@ -194,10 +190,7 @@ def test_consumes_publishes_dead_letters_and_replays_idempotently(
 def test_events_committed_while_kafka_was_away_are_published_on_start(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics, artifact_dir: Path, group_id: str
 ) -> None:
-    offline = RegistrySettings(
-        state_dir=tmp_path, artifact_dir=artifact_dir, api_token=TOKEN, registry_kafka_enabled=False
-    )
-    with TestClient(create_app(offline)) as client:
+    with TestClient(create_app(kafkaless_settings(tmp_path, artifact_dir))) as client:
         service_of(client).register_deployment(make_deployment(artifact_dir))
         assert len(service_of(client).store.unsent_events()) == 2
     with running_registry(tmp_path, kafka_bootstrap, topics, artifact_dir, group_id) as client:

@@ -15,13 +15,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.events import RegistryCommandIssued, RegistryCommandType, to_json
 from contracts.topics import Topics
 from registry.main import create_app
-from registry.service import RegistryService
 from registry.settings import RegistrySettings
-from tests.registry.conftest import make_deployment, wait_for
+from tests.registry.conftest import (
+    API_TOKEN,
+    AUTH,
+    kafkaless_settings,
+    make_deployment,
+    service_of,
+    wait_for,
+)
 from tests.registry.test_kafka import processed, produce, running_registry
 
-TOKEN = "metrics-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MT = "calling_score"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -39,19 +43,10 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def service_of(client: TestClient) -> RegistryService:
-    return client.app.state.service  # type: ignore[attr-defined]
-
-
 @pytest.fixture
 def client(tmp_path: Path, artifact_dir: Path) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        state_dir=tmp_path,
-        artifact_dir=artifact_dir,
-        api_token=TOKEN,
-        registry_kafka_enabled=False,
-        registry_route_cache_seconds=30,
-    )
+    """Kafka off, a route cache long enough to watch its age grow."""
+    settings = kafkaless_settings(tmp_path, artifact_dir, registry_route_cache_seconds=30)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -109,7 +104,7 @@ def test_readyz_is_503_with_the_reason_when_kafka_is_away(
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed}",
         state_dir=tmp_path,
         artifact_dir=artifact_dir,
-        api_token=TOKEN,
+        api_token=API_TOKEN,
     )
     with TestClient(create_app(settings)) as client:
         assert client.get("/livez").status_code == 200

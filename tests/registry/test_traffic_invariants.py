@@ -4,7 +4,6 @@ in the transaction of every change, on SQLite and PostgreSQL, and through the HT
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,16 +22,13 @@ from registry import lifecycle
 from registry.artifacts import ArtifactStore
 from registry.domain import ModelVersion
 from registry.errors import InvalidWeights, RegistryError, TrafficInvariantViolated
-from registry.main import create_app
 from registry.service import RegistryService
 from registry.settings import RegistrySettings
 from registry.store import RegistryStore
-from tests.registry.conftest import DeploymentFactory, make_deployment
+from tests.registry.conftest import AUTH, DeploymentFactory, make_deployment
 
 MT = "calling_score"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-TOKEN = "t"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _version(version: str, status: Status, weight: float) -> ModelVersion:
@@ -204,19 +200,6 @@ def test_operator_weights_that_would_break_them_are_refused_unless_forced(
         "v1.0": 0.9,
         "v1.3": 0.1,
     }
-
-
-@pytest.fixture
-def client(tmp_path: Path, artifact_dir: Path) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        state_dir=tmp_path,
-        artifact_dir=artifact_dir,
-        api_token=TOKEN,
-        registry_kafka_enabled=False,
-        registry_route_cache_seconds=0,
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def test_put_weights_starving_production_is_a_409_unless_forced(

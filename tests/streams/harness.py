@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from bus.clients import make_admin, make_consumer, make_producer
+from bus.clients import make_admin, make_consumer, make_producer, watermark_offsets
 from bus.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,10 +138,8 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = list(metadata.topics[topic].partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        # retried: a topic created a moment ago may answer "not leader" for a while
+        ends = {p: watermark_offsets(consumer, TopicPartition(topic, p))[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[Any] = []
         remaining = {p for p, end in ends.items() if end > 0}

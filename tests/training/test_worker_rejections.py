@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from bus.logs import ContextIds
 from contracts.events import RegistryEventOccurred, to_json
 from contracts.model_types import ModelTypeSpec
 from contracts.topics import Topics
@@ -125,3 +127,23 @@ def test_an_id_longer_than_the_registry_stores_is_refused_where_it_comes_in() ->
         RetrainRequested(command_id="c" * 65, model_type="outcome_prediction", reason="manual")
     with pytest.raises(ValueError):
         ModelDeployed.model_validate({"deployment_id": "d" * 65})
+
+
+def test_a_commands_log_ids_end_with_the_command(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The command's ids are on its log lines, and not on the calling thread's later ones (a
+    test calling the handler directly once leaked them into every later line)."""
+    settings = trainer_settings(kafka_bootstrap, topic_prefix, tmp_path, group_id)
+    worker = build_worker(settings, samples=InMemorySamples(dataset_of("outcome_prediction", 300)))
+    caplog.handler.addFilter(ContextIds())
+    caplog.set_level(logging.INFO)
+    retrain = command("outcome_prediction")
+    worker.handle_retrain_command(b"outcome_prediction", to_json(retrain), "test/0/3")
+    assert [r for r in caplog.records if getattr(r, "command_id", None) == retrain.command_id]
+    logging.getLogger(__name__).info("after the command")
+    assert not hasattr(caplog.records[-1], "command_id")
