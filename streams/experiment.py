@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from contracts.serving import RAMP
 from streams.group_sequential import BucketSums, Comparison, compare, wang_tsiatis_boundaries
-
-RAMP: tuple[float, ...] = (0.1, 0.5, 1.0)
 
 
 class Verdict(StrEnum):
