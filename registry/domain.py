@@ -27,9 +27,13 @@ class ModelVersion:
     lineage: dict[str, Any] | None = None
     deployment_id: str | None = None
     command_id: str | None = None
+    # Whether it has ever been production: only such a version may be restored by rolling back
+    # production (an archived candidate kept out by its A/B test never served as production).
+    was_production: bool = False
 
     def with_state(self, status: Status, weight: float) -> ModelVersion:
-        return replace(self, status=status, weight=weight)
+        was_production = self.was_production or status is Status.PRODUCTION
+        return replace(self, status=status, weight=weight, was_production=was_production)
 
 
 @dataclass(frozen=True)

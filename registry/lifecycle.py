@@ -217,6 +217,7 @@ def plan_registration(
         lineage=deployment.lineage.model_dump(mode="json") if deployment.lineage else None,
         deployment_id=deployment.deployment_id,
         command_id=deployment.command_id,
+        was_production=status is Status.PRODUCTION,
     )
     plan = Plan(model_type, insert=new, changes=changes)
     after = plan.apply_to(state)
@@ -357,7 +358,8 @@ def plan_rollback(
     state: Sequence[ModelVersion], model_type: str, version: str, reason: str, now: datetime
 ) -> Plan:
     """A staging version goes to rolled_back at 0 and its weight returns to production. Rolling
-    back production restores the latest archived version as production with its weight."""
+    back production restores, as production with its weight, the latest archived version older
+    than it that has been production."""
     target = find(state, model_type, version)
     check_transition(target, Status.ROLLED_BACK)
     changes: dict[str, tuple[Status, float]] = {version: (Status.ROLLED_BACK, 0.0)}
@@ -371,13 +373,15 @@ def plan_rollback(
             round(production.weight + target.weight, 6),
         )
     else:
-        # Older than the one rolled back: a newer archived version is a candidate whose test
-        # ended without a verdict (keep_production), never a production to return to.
+        # Only a version that served as production: an archived candidate whose test ended
+        # without a verdict (keep_production) never did, whether older or newer than the target.
         target_order = parse_version(version)
         archived = [
             v
             for v in state
-            if v.status is Status.ARCHIVED and parse_version(v.version) < target_order
+            if v.status is Status.ARCHIVED
+            and v.was_production
+            and parse_version(v.version) < target_order
         ]
         if not archived:
             raise IllegalTransition(

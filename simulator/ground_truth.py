@@ -43,6 +43,7 @@ class GroundTruth:
     invalid_events: int = 0
     delivery_failures: int = 0
     visits: int = 0
+    outcomes_unreported: int = 0  # hostile world: served, outcome not known when the run ended
     invalid_by_reason: Counter[str] = field(default_factory=Counter)
     valid: dict[str, dict[str, dict[str, VersionDay]]] = field(default_factory=dict)
     served_visits: Counter[str] = field(default_factory=Counter)  # "type/version" -> visits
@@ -98,6 +99,7 @@ class GroundTruth:
             "invalid_by_reason": dict(sorted(self.invalid_by_reason.items())),
             "delivery_failures": self.delivery_failures,
             "visits": self.visits,
+            "outcomes_unreported": self.outcomes_unreported,
             "served_visits": dict(sorted(self.served_visits.items())),
             "valid": {
                 model_type: {

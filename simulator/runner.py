@@ -7,6 +7,7 @@ seed and the same served scores, it emits exactly the same events.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
@@ -24,10 +25,11 @@ from contracts.events import OutcomeEvent, to_json
 from contracts.serving import DEFAULT_SCORE
 from contracts.validation import RejectReason
 from contracts.versions import NO_MODEL_VERSION
+from simulator.delays import OutcomeDelays
 from simulator.ground_truth import GroundTruth
 from simulator.policy import ContactPolicy
 from simulator.scenarios import FaultPlan, Scenario
-from simulator.world import WORLD_SEED, World
+from simulator.world import WORLD_SEED, Outcome, World
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,11 @@ class SimulationConfig:
     world_seed: int = WORLD_SEED
     bad_strength: float = 0.0  # 0 = the scenario's default
     good_strength: float = 0.0
+    # The hostile world: outcomes reported after serving (None: as served, the default). Each
+    # outcome counts as one of `events` when served; one not yet known at the end is sent if it
+    # is due within `outcome_wait_seconds`, else counted as unreported (the app stopped).
+    outcome_delays: OutcomeDelays | None = None
+    outcome_wait_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.events < 0:
@@ -137,6 +144,19 @@ class RateLimiter:
             self._start = self._monotonic() - index / self._rate
 
 
+@dataclass(frozen=True)
+class _Served:
+    """A served prediction whose outcome is not known yet (hostile world)."""
+
+    model_type: str
+    version: str
+    subject_id: str
+    features: np.ndarray
+    score: float
+    outcome: Outcome
+    served_at: datetime
+
+
 @dataclass
 class Simulation:
     """Runs one scenario for `config.events` messages through a scorer into a publisher."""
@@ -168,6 +188,8 @@ class Simulation:
             events_requested=self.config.events,
         )
         self._history: list[tuple[str, bytes]] = []
+        # (known at, sequence, what was served): outcomes to report once their time has come
+        self._pending: list[tuple[datetime, int, _Served]] = []
 
     def run(
         self,
@@ -184,10 +206,13 @@ class Simulation:
             for index in range(self.config.events):
                 limiter.wait(index)
                 self.step(index)
+                self._report_due()
                 if progress is not None and self.monotonic() - last_report >= progress_interval:
                     last_report = self.monotonic()
                     progress(truth)
+            self._wait_for_outcomes()
         finally:
+            truth.outcomes_unreported = len(self._pending)
             undelivered = self.publisher.flush(flush_timeout)
             truth.delivery_failures = self.publisher.failures + undelivered
             truth.faults_written = [asdict(fault) for fault in self.faults.written]
@@ -237,6 +262,15 @@ class Simulation:
             raise SimulationError(f"{MAX_VISITS_PER_EVENT} visits without a contact")
         outcome = self.world.outcome(features, self._rng)
         occurred_at = self.clock()
+        if self.config.outcome_delays is not None and math.isfinite(score):
+            # Served now; the outcome is known (and sent) only after its delay.
+            delays = self.config.outcome_delays
+            delay = delays.delay(model_type, outcome.positive, self._rng.random())
+            waiting = _Served(
+                model_type, version, subject_id, features, score, outcome, occurred_at
+            )
+            heapq.heappush(self._pending, (occurred_at + timedelta(seconds=delay), index, waiting))
+            return
         if not math.isfinite(score):
             # A scorer that returns NaN makes an event streams/ must reject; count it as such.
             key, value = (
@@ -249,17 +283,46 @@ class Simulation:
             self.publisher.publish(key, value)
             self.truth.record_invalid(RejectReason.NON_FINITE.value)
             return
+        # The simulated app learns the outcome when it serves.
+        known = _Served(model_type, version, subject_id, features, score, outcome, occurred_at)
+        self._report(known, occurred_at)
+
+    def _report_due(self, now: datetime | None = None) -> None:
+        """Send every pending outcome whose time has come, in the order they became known."""
+        if not self._pending:
+            return
+        now = self.clock() if now is None else now
+        while self._pending and self._pending[0][0] <= now:
+            known_at, _, served = heapq.heappop(self._pending)
+            self._report(served, known_at)
+
+    def _wait_for_outcomes(self) -> None:
+        """At the end: wait for the outcomes known within `outcome_wait_seconds`, send them."""
+        if not self._pending:
+            return
+        deadline = self.clock() + timedelta(seconds=self.config.outcome_wait_seconds)
+        while self._pending and self._pending[0][0] <= deadline:
+            due = self._pending[0][0]
+            wait = (due - self.clock()).total_seconds()
+            if wait > 0:
+                self.sleep(wait)
+            self._report_due(max(self.clock(), due))
+
+    def _report(self, served: _Served, occurred_at: datetime) -> None:
+        """One valid outcome event, served at `served.served_at`, known at `occurred_at`."""
+        model_type, version, subject_id = served.model_type, served.version, served.subject_id
+        outcome, score = served.outcome, served.score
         event = OutcomeEvent(
             event_id=self._event_id(),
             model_type=model_type,
             model_version=version,
             subject_id=subject_id,
-            features=[float(x) for x in features],
+            features=[float(x) for x in served.features],
             prediction=score,
             outcome_score=outcome.outcome_score,
             positive_outcome=outcome.positive,
             occurred_at=occurred_at,
-            served_at=occurred_at,  # the simulated app learns the outcome when it serves
+            served_at=served.served_at,
         )
         value = to_json(event)
         self.publisher.publish(subject_id, value)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from contracts.serving import Status
@@ -49,6 +59,7 @@ class VersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     deployment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     command_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    was_production: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     def to_domain(self) -> ModelVersion:
         created = self.created_at
@@ -68,6 +79,7 @@ class VersionRow(Base):
             lineage=self.lineage,
             deployment_id=self.deployment_id,
             command_id=self.command_id,
+            was_production=self.was_production,
         )
 
 

@@ -168,8 +168,10 @@ class SqlRegistryStore(RegistryStore):
         by_version = {row.version: row for row in rows}
         for version, (status, weight) in plan.changes.items():
             row = by_version[version]
+            after = row.to_domain().with_state(status, weight)  # the rules' record, as planned
             row.status = status.value
             row.weight = weight
+            row.was_production = after.was_production
         if plan.insert is not None:
             new = plan.insert
             major, minor = parse_version(new.version)
@@ -190,6 +192,7 @@ class SqlRegistryStore(RegistryStore):
                     created_at=new.created_at,
                     deployment_id=new.deployment_id,
                     command_id=new.command_id,
+                    was_production=new.was_production,
                 )
             )
         now = _utc_now()

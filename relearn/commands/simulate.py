@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -64,6 +65,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from simulator.delays import OutcomeDelays
     from simulator.ground_truth import GroundTruth
     from simulator.publisher import KafkaPublisher
     from simulator.runner import DefaultScorer, Scorer, Simulation, SimulationConfig
@@ -94,6 +96,11 @@ def _simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.simulate_outcome_delays:  # the hostile world: outcomes reported late
+        delays = OutcomeDelays.of(
+            catalog, config.model_types, settings.simulate_positive_delay_fraction
+        )
+        config = dataclasses.replace(config, outcome_delays=delays)
     router = None
     scorer: Scorer
     if args.offline:
@@ -165,6 +172,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"messages {truth.messages_produced}: valid {truth.valid_events}, "
         f"invalid {truth.invalid_events} {dict(truth.invalid_by_reason)}, "
         f"duplicates {truth.duplicates}, delivery failures {truth.delivery_failures}"
+        + (f", outcomes unreported {truth.outcomes_unreported}" if config.outcome_delays else "")
     )
     for fault in truth.faults_written:
         print(f"fault written: {fault['path']} = {fault['strength']}")

@@ -191,3 +191,30 @@ def test_rolling_back_production_never_restores_a_candidate_kept_out(deployed) -
         "v1.1": ("rolled_back", 0.0),
         "v1.2": ("archived", 0.0),
     }
+
+
+def test_rolling_back_production_restores_only_a_version_that_served_as_production(
+    deployed,
+) -> None:  # type: ignore[no-untyped-def]
+    """v1.1 kept out (archived, never production), v1.2 promoted: rolling back v1.2 returns to
+    v1.0, the production before it, not to v1.1, the newest archived version older than it."""
+    state = register(register([], deployed), deployed)  # v1.0 production, v1.1 staging
+    state = lifecycle.plan_keep_production(state, MT, "v1.1", "kept", NOW).apply_to(state)
+    state = register(state, deployed)  # v1.2 staging
+    state = lifecycle.plan_promote(state, MT, "v1.2", None, "won", NOW).apply_to(state)
+    assert {v.version: v.was_production for v in state} == {
+        "v1.0": True,
+        "v1.1": False,
+        "v1.2": True,
+    }
+    plan = lifecycle.plan_rollback(state, MT, "v1.2", "bad", NOW)
+    assert [(e.type, e.version) for e in plan.events] == [
+        (RegistryEventType.VERSION_ROLLED_BACK, "v1.2"),
+        (RegistryEventType.VERSION_PROMOTED, "v1.0"),
+    ]
+    state = plan.apply_to(state)
+    assert table(state) == {
+        "v1.0": ("production", 1.0),
+        "v1.1": ("archived", 0.0),
+        "v1.2": ("rolled_back", 0.0),
+    }

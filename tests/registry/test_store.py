@@ -174,3 +174,57 @@ def test_a_database_made_by_the_first_schema_is_upgraded_in_place(database_url: 
             text("INSERT INTO processed_messages VALUES ('m2', :mt, :outcome, '', :at)"),
             {"mt": MT, "outcome": lifecycle.DUPLICATE_COMMAND, "at": NOW},
         )
+
+
+def test_which_versions_were_production_is_backfilled_then_stored(
+    database_url: str, deployment: DeploymentFactory
+) -> None:
+    """Rolling back production restores a version that was production, never a candidate kept
+    out. Revision 0004 marks the production and archived rows of a database made before it
+    (then every archived version had been production); from then on the store keeps the record."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from registry.store import open_store
+    from registry.store.sql import MIGRATIONS
+
+    engine = create_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        for version, status in (("v1.0", "archived"), ("v1.1", "production"), ("v1.2", "staging")):
+            connection.execute(
+                text(
+                    "INSERT INTO model_versions (model_type, version, major, minor, status,"
+                    " weight, sha256, artifact_uri, size_bytes, metrics, created_at)"
+                    " VALUES ('lead_score', :v, 1, :minor, :status, 0, '', '', 0, '{}', :at)"
+                ),
+                {"v": version, "minor": int(version[-1]), "status": status, "at": NOW},
+            )
+    engine.dispose()
+    opened = open_store(database_url)  # migrates to the newest revision
+    try:
+        assert {v.version: v.was_production for v in opened.versions("lead_score")} == {
+            "v1.0": True,
+            "v1.1": True,
+            "v1.2": False,
+        }
+        register(opened, deployment())  # v1.0 production
+        register(opened, deployment(seed=1))  # v1.1 staging
+        opened.apply(MT, "p", lambda s: lifecycle.plan_promote(s, MT, "v1.1", None, "won", NOW))
+        register(opened, deployment(seed=2))  # v1.2 staging, then kept out
+        opened.apply(MT, "k", lambda s: lifecycle.plan_keep_production(s, MT, "v1.2", "", NOW))
+        register(opened, deployment(seed=3))  # v1.3 staging, then promoted and rolled back
+        opened.apply(MT, "q", lambda s: lifecycle.plan_promote(s, MT, "v1.3", None, "won", NOW))
+        opened.apply(MT, "r", lambda s: lifecycle.plan_rollback(s, MT, "v1.3", "bad", NOW))
+        assert [(v.version, v.status, v.was_production) for v in opened.versions(MT)] == [
+            ("v1.0", Status.ARCHIVED, True),
+            ("v1.1", Status.PRODUCTION, True),
+            ("v1.2", Status.ARCHIVED, False),
+            ("v1.3", Status.ROLLED_BACK, True),
+        ]
+    finally:
+        opened.close()
