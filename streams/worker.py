@@ -51,6 +51,7 @@ class Worker:
             retrain_pending_timeout_seconds=settings.retrain_pending_timeout_seconds,
             decision_plan=DecisionPlan(
                 first_look=settings.abtest_first_look,
+                alpha_rollback=settings.rollback_alpha,
                 max_candidate_outcomes=settings.abtest_max_candidate_outcomes,
                 allowance_seconds=settings.abtest_watermark_allowance_seconds,
             ),

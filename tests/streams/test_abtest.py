@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -249,3 +250,15 @@ def test_the_model_types_window_and_the_settings_plan_decide() -> None:
     assert rules.plan_for(MT).first_look == 200
     assert rules.plan_for("outcome_prediction").outcome_window_seconds == 86_400.0
     assert StreamRules(1, 1.0).plan_for(MT) == DecisionPlan()  # the documented default
+
+
+def test_the_shared_contracts_rollback_alpha_setting_reaches_the_workers_plan(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from streams.settings import StreamsSettings
+    from streams.worker import Worker
+
+    assert StreamsSettings().rollback_alpha == 0.01
+    monkeypatch.setenv("RELEARN_ROLLBACK_ALPHA", "0.02")
+    monkeypatch.setenv("RELEARN_STATE_DIR", str(tmp_path))
+    assert Worker(StreamsSettings()).rules.decision_plan.alpha_rollback == 0.02
