@@ -185,7 +185,7 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             steps.append((sums[0], sums[1]))
         matured = int(np.sum(candidate[ready]))
         rate = compare(steps, "rate")
-        guard = compare(steps, "squared_error", plan.guardrail_margin)
+        guard = compare(steps, "log_squared_error", plan.guardrail_margin)
         to = RAMP[len(weights)]
         promote_bound = plan.boundary("promote" if to >= 1.0 else "expand", index)
         if rate.z <= -plan.boundary("rollback", index) or guard.z >= plan.boundary(
