@@ -14,13 +14,19 @@ subject buckets, one group-sequential test over the ramp, keep_production at the
 The NEW rule's looks call streams.group_sequential.compare on bucket sums built with numpy
 (tests/streams/test_decision_quality.py checks that they equal the event-by-event module's).
 
+Every run draws from its own generator seeded by (seed, cell, run), so a cell's rows are the
+same whichever cells run with it and however many worker processes share the runs.
+
     .venv/bin/python bench/decision_quality.py [--runs 2000] [--seed 1] [--cells all|aa|power]
+        [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -109,12 +115,18 @@ class Outcome:
 
 
 def _realize(events: Events, world: World, weight_at_serving: np.ndarray):
-    weight_at_serving = np.where(events.served < 0, 0.0, weight_at_serving)
-    candidate = events.split < weight_at_serving
-    rate = np.clip(events.rate + np.where(candidate, world.effect, 0.0), 0.0, 1.0)
-    positive = events.u < rate
-    error = events.squared_error * np.where(candidate, 1.0 + world.se_effect, 1.0)
-    arrived = events.served + np.where(positive, events.delay_positive, events.delay_negative)
+    candidate = (events.split < weight_at_serving) & (events.served >= 0)
+    # Only the candidate's events change (the same values as computing every event, faster).
+    positive = events.u < events.rate
+    error = events.squared_error
+    if world.effect:
+        rate = np.clip(events.rate[candidate] + world.effect, 0.0, 1.0)
+        positive[candidate] = events.u[candidate] < rate
+    if world.se_effect:
+        error = error.copy()
+        error[candidate] *= 1.0 + world.se_effect
+    arrived = np.where(positive, events.delay_positive, events.delay_negative)
+    arrived += events.served
     return candidate, positive, error, arrived
 
 
@@ -173,7 +185,7 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             steps.append((sums[0], sums[1]))
         matured = int(np.sum(candidate[ready]))
         rate = compare(steps, "rate")
-        guard = compare(steps, "squared_error", plan.guardrail_margin)
+        guard = compare(steps, "log_squared_error", plan.guardrail_margin)
         to = RAMP[len(weights)]
         promote_bound = plan.boundary("promote" if to >= 1.0 else "expand", index)
         if rate.z <= -plan.boundary("rollback", index) or guard.z >= plan.boundary(
@@ -192,6 +204,23 @@ def new_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
             return Outcome("keep_production", matured, len(weights) > 1)
 
 
+def _first_arrivals(
+    counted: np.ndarray, arrived: np.ndarray, length: int, columns: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """`columns` and arrival times of the first `length` counted events in (stable) arrival order.
+
+    Sorting only the events up to the length-th arrival gives the same prefix as a stable sort
+    of them all (ties keep the index order either way), ~10x faster for a short prefix."""
+    times = arrived[counted]
+    if length < times.size:
+        cut = np.partition(times, length - 1)[length - 1]
+        keep = times <= cut
+        counted, times = counted[keep], times[keep]
+    order = np.argsort(times, kind="stable")[:length]
+    chosen = counted[order]
+    return (*(x[chosen] for x in columns), times[order])
+
+
 def old_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
     """The old streams/abtest.py: arrival order, a new experiment per weight map, no end."""
     weights = [RAMP[0]]
@@ -203,12 +232,11 @@ def old_rule(events: Events, world: World, plan: DecisionPlan) -> Outcome:
         for k in range(1, len(weights)):
             weight[events.served >= starts[k]] = weights[k]
         candidate, positive, error, arrived = _realize(events, world, weight)
-        counted = (arrived >= starts[-1]) & (arrived <= horizon)
-        order = np.argsort(arrived[counted], kind="stable")
-        c, p, e, t = (x[counted][order] for x in (candidate, positive, error, arrived))
+        counted = np.flatnonzero((arrived >= starts[-1]) & (arrived <= horizon))
         # Statistics at every event depend only on the events before it: try a prefix first.
-        for length in (30_000, c.size):
-            stats = path_statistics(c[:length], p[:length].astype(float), e[:length])
+        for length in (4_000, 30_000, counted.size):
+            c, p, e, t = _first_arrivals(counted, arrived, length, (candidate, positive, error))
+            stats = path_statistics(c, p.astype(float), e)
             result = first_decision(
                 stats,
                 stats.rate_log_lr >= log_boundary,
@@ -262,40 +290,66 @@ POWER_CELLS = [
 ]
 
 
+ALL_CELLS = AA_CELLS + POWER_CELLS
+CHUNK = 25  # runs per task given to a worker process
+
+
+def _chunk(task: tuple[int, int, int, int]) -> list[tuple[Outcome, Outcome]]:
+    """Runs `first` .. `first + count - 1` of one cell, each from its own seeded generator."""
+    cell, first, count, seed = task
+    world, plan = ALL_CELLS[cell], DecisionPlan()
+    results = []
+    for run in range(first, first + count):
+        events = draw(np.random.default_rng([seed, cell, run]), world, plan)
+        results.append((old_rule(events, world, plan), new_rule(events, world, plan)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cells", choices=("all", "aa", "power"), default="all")
+    parser.add_argument("--workers", type=int, default=2, help="processes (results do not vary)")
     args = parser.parse_args()
-    plan = DecisionPlan()
-    cells = {"all": AA_CELLS + POWER_CELLS, "aa": AA_CELLS, "power": POWER_CELLS}[args.cells]
+    chosen = {"all": ALL_CELLS, "aa": AA_CELLS, "power": POWER_CELLS}[args.cells]
+    cells = [ALL_CELLS.index(world) for world in chosen]
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"`{' '.join(['bench/decision_quality.py', *sys.argv[1:]])}` at {commit}, "
-          f"{datetime.now(UTC):%Y-%m-%d}, {args.runs} runs per cell, Wilson 95% in brackets\n")  # fmt: skip
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}, {args.runs} runs "
+          f"per cell, {args.workers} workers, Wilson 95% in brackets\n")  # fmt: skip
     print(
         "| world (effect, base, delays, subjects) | rule | rollback | promoted to 1.0 "
         "| keep_production | no end | median samples at rollback |"
     )
     print("|---|---|---|---|---|---|---|")
-    rng = np.random.default_rng(args.seed)
-    for world in cells:
-        started = time.perf_counter()
-        old, new = [], []
-        for _ in range(args.runs):
-            events = draw(rng, world, plan)
-            old.append(old_rule(events, world, plan))
-            new.append(new_rule(events, world, plan))
-        for name, outcomes in (("old", old), ("new", new)):
+    tasks = [
+        (cell, first, min(CHUNK, args.runs - first), args.seed)
+        for cell in cells
+        for first in range(0, args.runs, CHUNK)
+    ]
+    pool = multiprocessing.Pool(args.workers) if args.workers > 1 else None
+    results = pool.imap(_chunk, tasks) if pool else map(_chunk, tasks)
+    started = time.perf_counter()
+    for cell in cells:
+        world = ALL_CELLS[cell]
+        pairs = [pair for _ in range(0, args.runs, CHUNK) for pair in next(results)]
+        for name, outcomes in (("old", [o for o, _ in pairs]), ("new", [n for _, n in pairs])):
             print(
                 f"| {world.label()} | {name} | {share(outcomes, 'rollback')} "
                 f"| {share(outcomes, 'promote_1.0')} | {share(outcomes, 'keep_production')} "
                 f"| {share(outcomes, 'continue')} | {median_samples(outcomes, 'rollback')} |",
                 flush=True,
             )
-        print(f"<!-- {world.label()}: {time.perf_counter() - started:.0f} s -->", flush=True)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"<!-- {world.label()}: done at {time.perf_counter() - started:.0f} s, "
+              f"load {load} -->", flush=True)  # fmt: skip
+    if pool:
+        pool.close()
+        pool.join()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ looked at when the matured candidate outcomes reach planned milestones (a doubli
 to a declared maximum). At each look, on the steps' cohorts combined (see
 streams/group_sequential.py):
 - ROLLBACK when the positive rate is lower (Pocock boundary, alpha_rollback over the whole
-  ramp) or the squared error is clearly worse than the non-inferiority margin (alpha_guardrail);
+  ramp) or the squared error is clearly worse than the non-inferiority margin (alpha_guardrail;
+  tested on the log of the ratio of mean squared errors, whose tail over a few hundred skewed
+  outcomes is close to normal, unlike the difference's);
 - PROMOTE to the next step when the rate is higher and the squared error is shown not worse
   than the margin: 0.1 -> 0.5 at the looser alpha_expand (more exposure, not a verdict), and
   to 1.0 only at alpha_promote, so a false promotion to 1.0 is bounded by alpha_promote for the
@@ -48,7 +50,7 @@ class DecisionPlan:
     """The declared design of every experiment: error budgets, margin, maximum, maturity."""
 
     alpha_rollback: float = 0.01
-    alpha_guardrail: float = 0.0025
+    alpha_guardrail: float = 0.001
     alpha_expand: float = 0.05
     alpha_promote: float = 0.0002
     alpha_non_inferiority: float = 0.05
@@ -364,7 +366,7 @@ def advance(state: ExperimentState, plan: DecisionPlan) -> Decision | None:
 
 def _comparisons(state: ExperimentState, plan: DecisionPlan) -> tuple[Comparison, Comparison]:
     steps = [(s.candidate.frozen(), s.production.frozen()) for s in state.steps]
-    return compare(steps, "rate"), compare(steps, "squared_error", plan.guardrail_margin)
+    return compare(steps, "rate"), compare(steps, "log_squared_error", plan.guardrail_margin)
 
 
 def look(state: ExperimentState, plan: DecisionPlan, index: int, final: bool) -> Decision | None:

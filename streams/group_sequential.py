@@ -101,7 +101,9 @@ class BucketSums:
 class Comparison:
     """Candidate minus production on one metric, combined over ramp steps."""
 
-    difference: float  # candidate - (1 + margin) * production
+    difference: (
+        float  # candidate - (1 + margin) * production (log scale: log ratio - log(1 + margin))
+    )
     standard_error: float
     z: float
     candidate_mean: float  # outcome-weighted over steps
@@ -145,13 +147,25 @@ def _step_statistics(
         (yc - k * baseline * n_c) / nc - k * (yp - baseline * n_p) / np_
         for yc, n_c, yp, n_p in zip(vc, candidate.n, vp, production.n, strict=True)
     ]
+    if metric == "log_squared_error":
+        if baseline <= 0.0:
+            return None
+        # The same test on the log of the ratio of means (delta method: divide by k * baseline,
+        # the candidate's mean under the null).
+        scale = k * baseline
+        tiny = 1e-3 * baseline  # an arm with no error at all reads as 1,000 times better
+        difference = math.log(max(mean_c / k, tiny)) - math.log(max(mean_p, tiny))
+        return difference, variance / scale**2, [x / scale for x in influence]
     return mean_c - k * mean_p, variance, influence
 
 
 def compare(
     steps: Sequence[tuple[BucketSums, BucketSums]], metric: str, margin: float = 0.0
 ) -> Comparison:
-    """z of candidate - (1 + margin) * production on `metric` ("rate" or "squared_error").
+    """z of candidate - (1 + margin) * production on `metric` ("rate" or "squared_error"), or of
+    log(candidate / production) - log(1 + margin) ("log_squared_error": squared error is a product
+    of skewed factors, and over a few hundred outcomes the log of a ratio of means has a normal
+    tail where the difference of means has a heavier upper one).
 
     `steps` holds (candidate, production) bucket sums per ramp step. Each step's variance is
     taken under the null (candidate = (1 + margin) * production); steps are combined with

@@ -307,3 +307,28 @@ def test_the_experiment_follows_the_registry_view() -> None:
     assert follow(state, PROD, None, 0.0, 400.0, plan) is state  # the ended one stays readable
     fresh = follow(state, PROD, "v1.2", 0.1, 500.0, plan)
     assert fresh is not None and fresh is not state and fresh.experiment_id == "v1.0,v1.2"
+
+
+def _errors(outcomes: int, mean: float, spread: float, buckets: int = 64) -> BucketSums:
+    # Squared errors spread over buckets around `mean` (some buckets' subjects err more).
+    e = [mean * outcomes / buckets * (1 + spread * ((i % 5) - 2) / 2) for i in range(buckets)]
+    return BucketSums(tuple([outcomes / buckets] * buckets), tuple([0.0] * buckets), tuple(e),
+                      sum(x * x for x in e) / (outcomes / buckets) * 1.5)  # fmt: skip
+
+
+def test_the_squared_error_guardrail_is_a_log_ratio_test_against_the_margin() -> None:
+    production = _errors(4_050, 0.2, 0.3)
+    plan = DecisionPlan()
+    at_margin = compare([(_errors(450, 0.23, 0.3), production)], "log_squared_error", 0.15)
+    inside = compare([(_errors(450, 0.22, 0.3), production)], "log_squared_error", 0.15)
+    worse = compare([(_errors(450, 0.4, 0.3), production)], "log_squared_error", 0.15)
+    assert at_margin.z == pytest.approx(0.0, abs=1e-9)
+    assert at_margin.difference == pytest.approx(0.0, abs=1e-12)
+    assert inside.difference == pytest.approx(math.log(1.10 / 1.15))
+    assert -plan.boundary("non_inferiority", 0) < inside.z < 0  # not shown within, not worse
+    assert worse.z > plan.boundary("guardrail", 0)  # twice the error: rolled back at look 1
+    # On the log scale the two arms' roles are symmetric: swapping them only flips the sign.
+    same_n = _errors(4_050, 0.3, 0.3)
+    forward = compare([(same_n, production)], "log_squared_error").z
+    backward = compare([(production, same_n)], "log_squared_error").z
+    assert forward == pytest.approx(-backward)
