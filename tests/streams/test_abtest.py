@@ -148,7 +148,11 @@ def test_a_worse_candidate_is_rolled_back_once_with_its_evidence() -> None:
     evidence = rollback["evidence"]
     assert evidence["verdict"] == "rollback" and evidence["rate_z"] < 0
     assert evidence["rate_z"] <= -evidence["boundaries"]["rollback"]
-    assert evidence["matured_candidate"] >= 200 and evidence["false_rollback_bound"] == 0.0125
+    plan = DecisionPlan()
+    assert evidence["matured_candidate"] >= 200
+    assert evidence["false_rollback_bound"] == pytest.approx(
+        plan.alpha_rollback + plan.alpha_guardrail
+    )
     shown = processing.abtest_view(states, MT)
     assert shown["decision"] == "rollback" and shown["running"] is False
     assert shown["statistics"] == evidence

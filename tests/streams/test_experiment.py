@@ -8,6 +8,7 @@ deciding wrongly where the new one does not.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
