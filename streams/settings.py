@@ -20,7 +20,7 @@ class StreamsSettings(KafkaSettings):
     # error bounds hold for any plan (the boundaries are computed for its looks).
     abtest_first_look: int = Field(default=450, ge=1)
     # The false-rollback bound of the positive-rate test over the whole ramp (the squared-error
-    # guardrail adds its own 0.25%). The shared contract names this setting with 0.05; 0.01 is
+    # guardrail adds its own 0.1%). The shared contract names this setting with 0.05; 0.01 is
     # the default because the goal is <= 2.5% false rollbacks per candidate, measured.
     rollback_alpha: float = Field(default=0.01, gt=0, lt=0.5)
     abtest_max_candidate_outcomes: int = Field(default=57_600, ge=1)
