@@ -36,6 +36,7 @@ D. `--deploy-only --rounds N`: model-deployed -> /route alone, without training 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import random
@@ -554,7 +555,11 @@ def main() -> None:
     base = Path(mkdtemp(prefix="relearn-bench-loop-"))
     print(f"run directory {base}; load average {os.getloadavg()}")
     if args.deploy_only:
-        report_deploy(phase_deploy(base, args.rounds))
+        rounds = phase_deploy(base, args.rounds)
+        report_deploy(rounds)
+        dump = base / "deploy_rounds.json"
+        dump.write_bytes(orjson.dumps([dataclasses.asdict(r) for r in rounds]))
+        print(f"every round (wall times, s): {dump}")
         print(f"load average at the end {os.getloadavg()}")
         return
     if not args.skip_trigger:
