@@ -14,12 +14,15 @@ B. loop: streams + trainer + registry + simulator, threshold 10,000 samples. The
    sequential test and the next round starts. Measured per round:
    - retrain command -> model-deployed: CreateTime to CreateTime (matched by command_id);
    - model-deployed -> /route serving it: on version_registered, a subject the event's weights
-     send to the new version is polled on GET /models/<type>/route every 10 ms; latency = wall
+     send to the new version is polled on GET /models/<type>/route every 5 ms; latency = wall
      time of the first answer naming the new version - CreateTime of the model-deployed record;
    - decisive outcome -> version_rolled_back: the decisive sample is the k-th training sample
      served by the candidate, k = evidence.candidate_samples of streams' rollback command;
      latency = CreateTime of version_rolled_back - CreateTime of that outcome event. Also shown:
      from the last outcome produced before the rollback command's CreateTime (a lower bound).
+     The decisive sample needs the old rule's evidence.candidate_samples; the matured-cohort
+     rule (streams/experiment.py) reports matured counts instead, so only the lower bound and
+     the command -> event figure are measured under it.
 D. `--deploy-only --rounds N`: model-deployed -> /route alone, without training or traffic.
    `relearn registry` runs as a real process; one ONNX model is trained once by the trainer's
    pipeline (synthetic samples), and each round stores a copy of it made distinct (its ONNX
@@ -243,24 +246,26 @@ def phase_loop(base: Path, threshold: int, rate: float, duration: float) -> Loop
     serving_at: dict[str, tuple[float, str]] = {}  # version -> (wall time, sha256)
     registered_at: dict[str, float] = {}
     recorder = Recorder(settings.bootstrap_servers, settings)
+    # One client for every round, made now: making one costs 20-60 ms (its TLS context), which
+    # a round's measurement would include.
+    client = httpx.Client(timeout=2.0, headers=headers)
 
     def poll_route(version: str, weights: dict[str, float]) -> None:
         subject = next(
             s for i in range(100_000) if route(weights, MODEL_TYPE, s := f"bench-{i}") == version
         )
         deadline = time.monotonic() + 60
-        with httpx.Client(timeout=2.0, headers=headers) as client:
-            while time.monotonic() < deadline:
-                try:
-                    answer = client.get(
-                        f"{registry}/models/{MODEL_TYPE}/route", params={"subject_id": subject}
-                    ).json()
-                except (httpx.HTTPError, ValueError):
-                    answer = {}
-                if answer.get("version") == version:
-                    serving_at[version] = (time.time(), str(answer.get("sha256")))
-                    return
-                time.sleep(0.01)
+        while time.monotonic() < deadline:
+            try:
+                answer = client.get(
+                    f"{registry}/models/{MODEL_TYPE}/route", params={"subject_id": subject}
+                ).json()
+            except (httpx.HTTPError, ValueError):
+                answer = {}
+            if answer.get("version") == version:
+                serving_at[version] = (time.time(), str(answer.get("sha256")))
+                return
+            time.sleep(0.005)
 
     def on_event(created: float, event: RegistryEventOccurred) -> None:
         if event.model_type != MODEL_TYPE or event.version is None:
@@ -295,6 +300,7 @@ def phase_loop(base: Path, threshold: int, rate: float, duration: float) -> Loop
         time.sleep(2)
         services.stop()
         recorder.stop()
+        client.close()
     return _loop_figures(recorder, serving_at, registered_at)
 
 
