@@ -14,19 +14,35 @@ B. loop: streams + trainer + registry + simulator, threshold 10,000 samples. The
    sequential test and the next round starts. Measured per round:
    - retrain command -> model-deployed: CreateTime to CreateTime (matched by command_id);
    - model-deployed -> /route serving it: on version_registered, a subject the event's weights
-     send to the new version is polled on GET /models/<type>/route every 10 ms; latency = wall
+     send to the new version is polled on GET /models/<type>/route every 5 ms; latency = wall
      time of the first answer naming the new version - CreateTime of the model-deployed record;
    - decisive outcome -> version_rolled_back: the decisive sample is the k-th training sample
      served by the candidate, k = evidence.candidate_samples of streams' rollback command;
      latency = CreateTime of version_rolled_back - CreateTime of that outcome event. Also shown:
      from the last outcome produced before the rollback command's CreateTime (a lower bound).
+     The decisive sample needs the old rule's evidence.candidate_samples; the matured-cohort
+     rule (streams/experiment.py) reports matured counts instead, so only the lower bound and
+     the command -> event figure are measured under it.
+D. `--deploy-only --rounds N`: model-deployed -> /route alone, without training or traffic.
+   `relearn registry` runs as a real process; one ONNX model is trained once by the trainer's
+   pipeline (synthetic samples), and each round stores a copy of it made distinct (its ONNX
+   doc_string names the round, so its sha256 differs) through the trainer's artifact store and
+   publishes its model-deployed record as the trainer does (produce, flush). A first deployment
+   becomes production; each round's is a new candidate (it replaces the last one). The new
+   version and weights follow from the registry's state read before the round, so a subject the
+   new weights send to the new version is polled on GET /route every 5 ms from before the
+   record is produced; latency = wall time of the first answer naming the new version and its
+   sha256 - CreateTime of the record (from its delivery report). Also shown: CreateTime of its
+   version_registered (registry-events, published by the registry's outbox) - that CreateTime.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import random
 import statistics
 import threading
 import time
@@ -35,10 +51,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from tempfile import mkdtemp
+from typing import Any
 
 import httpx
 import orjson
 
+from bus.clients import make_producer
 from bus.records import Record
 from bus.settings import KafkaSettings
 from bus.tail import TopicTail
@@ -50,9 +68,14 @@ from contracts.events import (
     RegistryEventType,
     RetrainReason,
     RetrainRequested,
+    to_json,
 )
+from contracts.model_types import ModelTypeCatalog
+from contracts.serving import INITIAL_CANDIDATE_WEIGHT
 from contracts.topics import TopicName
+from registry.client import RegistryClient, RegistryClientError
 from registry.routing import route
+from registry.versioning import assign_version
 from relearn.demo import service_environment, wait_http
 from relearn.stack import ensure_topics
 from relearn.supervisor import ServiceSpec, Supervisor, relearn_argv
@@ -223,24 +246,26 @@ def phase_loop(base: Path, threshold: int, rate: float, duration: float) -> Loop
     serving_at: dict[str, tuple[float, str]] = {}  # version -> (wall time, sha256)
     registered_at: dict[str, float] = {}
     recorder = Recorder(settings.bootstrap_servers, settings)
+    # One client for every round, made now: making one costs 20-60 ms (its TLS context), which
+    # a round's measurement would include.
+    client = httpx.Client(timeout=2.0, headers=headers)
 
     def poll_route(version: str, weights: dict[str, float]) -> None:
         subject = next(
             s for i in range(100_000) if route(weights, MODEL_TYPE, s := f"bench-{i}") == version
         )
         deadline = time.monotonic() + 60
-        with httpx.Client(timeout=2.0, headers=headers) as client:
-            while time.monotonic() < deadline:
-                try:
-                    answer = client.get(
-                        f"{registry}/models/{MODEL_TYPE}/route", params={"subject_id": subject}
-                    ).json()
-                except (httpx.HTTPError, ValueError):
-                    answer = {}
-                if answer.get("version") == version:
-                    serving_at[version] = (time.time(), str(answer.get("sha256")))
-                    return
-                time.sleep(0.01)
+        while time.monotonic() < deadline:
+            try:
+                answer = client.get(
+                    f"{registry}/models/{MODEL_TYPE}/route", params={"subject_id": subject}
+                ).json()
+            except (httpx.HTTPError, ValueError):
+                answer = {}
+            if answer.get("version") == version:
+                serving_at[version] = (time.time(), str(answer.get("sha256")))
+                return
+            time.sleep(0.005)
 
     def on_event(created: float, event: RegistryEventOccurred) -> None:
         if event.model_type != MODEL_TYPE or event.version is None:
@@ -275,6 +300,7 @@ def phase_loop(base: Path, threshold: int, rate: float, duration: float) -> Loop
         time.sleep(2)
         services.stop()
         recorder.stop()
+        client.close()
     return _loop_figures(recorder, serving_at, registered_at)
 
 
@@ -330,6 +356,193 @@ def _experiment_start(rec: Recorder, version: str | None, before: float) -> floa
     return max(starts, default=0.0)
 
 
+@dataclass
+class DeployRound:
+    version: str
+    sha256: str
+    created: float  # CreateTime of the model-deployed record
+    served: float | None = None  # wall time of the first /route answer naming it
+    registered: float | None = None  # CreateTime of its version_registered
+    load: float = 0.0  # 1-minute load average when the round ended
+    subject: str = ""
+
+
+def trained_model(catalog: ModelTypeCatalog) -> Any:
+    """One candidate built by the trainer's own pipeline on synthetic samples (a few seconds)."""
+    # Imported here: torch costs the other phases, which never train in this process, seconds.
+    from training.dataset import DatasetBuilder
+    from training.hyperparameters import Hyperparameters
+    from training.pipeline import PipelineConfig, TrainingPipeline
+    from training.production import FixedProductionSource
+    from training.synthetic import synthetic_samples
+
+    spec = catalog.get(MODEL_TYPE)
+    assert spec is not None
+    builder = DatasetBuilder(spec)
+    for sample in synthetic_samples(2_000, MODEL_TYPE, spec.feature_count, seed=1):
+        builder.add(
+            sample["event_id"],
+            sample["features"],
+            sample["outcome_score"],
+            sample["positive_outcome"],
+        )
+    config = PipelineConfig(hyper=Hyperparameters(seed=7, max_epochs=10), min_samples=100)
+    return TrainingPipeline(catalog, config, FixedProductionSource()).build(spec, builder.build())
+
+
+def _round_copy(onnx_bytes: bytes, round_number: int) -> bytes:
+    """The same model, its sha256 made distinct by a doc_string naming the round."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    model.doc_string = f"relearn bench/loop_latency.py --deploy-only round {round_number}"
+    return bytes(model.SerializeToString())
+
+
+def _next_weights(summary: dict[str, float], production: str | None, new: str) -> dict[str, float]:
+    """The weights after registering `new` (registry.lifecycle.plan_registration at the default
+    candidate weight): all of them when there is no production, else the candidate's first
+    step, production the rest (a candidate under test is replaced). Checked after the run
+    against the weights version_registered carried."""
+    if production is None:
+        return {new: 1.0}
+    weight = round(min(INITIAL_CANDIDATE_WEIGHT, sum(summary.values())), 6)
+    return {production: round(sum(summary.values()) - weight, 6), new: weight}
+
+
+def phase_deploy(base: Path, rounds: int) -> list[DeployRound]:
+    """model-deployed -> /route naming the new version, `rounds` times, against a real registry."""
+    from training.artifacts import LocalArtifactStore
+    from training.pipeline import deployment_event
+
+    env = _env(base, 10_000)
+    settings = KafkaSettings(topic_prefix=env["RELEARN_TOPIC_PREFIX"])
+    ensure_topics(settings)
+    logs = Path(env["RELEARN_STATE_DIR"]).parent / "logs"
+    registry_url = env["RELEARN_REGISTRY_URL"]
+    catalog = ModelTypeCatalog()
+    candidate = trained_model(catalog)
+    artifacts = LocalArtifactStore(Path(env["RELEARN_ARTIFACT_DIR"]))
+    producer = make_producer(settings.bootstrap_servers)
+    topic = settings.topics.name(TopicName.MODEL_DEPLOYED)
+    recorder = Recorder(settings.bootstrap_servers, settings)
+    registry = Supervisor([ServiceSpec("registry", relearn_argv("registry"))], env, logs)
+    done: list[DeployRound] = []
+    try:
+        registry.start()
+        wait_http(registry_url + "/healthz", 120, "the registry")
+        recorder.start()
+        with (
+            RegistryClient(registry_url, token=env["RELEARN_API_TOKEN"], timeout=2.0) as client,
+            RegistryClient(registry_url, token=env["RELEARN_API_TOKEN"], timeout=2.0) as poller,
+        ):
+            for number in range(rounds + 1):  # round 0: the first version, production
+                measured = _deploy_round(
+                    number, candidate, artifacts, producer, topic, client, poller, deployment_event
+                )
+                if number > 0:
+                    done.append(measured)
+                time.sleep(random.uniform(0.3, 1.0))  # rounds never phase-lock with a timer
+        time.sleep(2)  # the last version_registered
+    finally:
+        recorder.stop()
+        registry.stop()
+    registered = {
+        e.version: (created, dict(e.weights))
+        for created, e in recorder.registry_events
+        if e.type is RegistryEventType.VERSION_REGISTERED and e.model_type == MODEL_TYPE
+    }
+    for measured in done:
+        created, weights = registered.get(measured.version, (None, {}))
+        measured.registered = created
+        if route(weights, MODEL_TYPE, measured.subject) != measured.version:
+            log.warning("round %s: the weights were not the predicted ones", measured.version)
+            measured.served = None
+    return done
+
+
+def _deploy_round(
+    number: int,
+    candidate: Any,
+    artifacts: Any,
+    producer: Any,
+    topic: str,
+    client: RegistryClient,
+    poller: RegistryClient,
+    deployment_event: Any,
+) -> DeployRound:
+    summary = client.model(MODEL_TYPE)
+    version = assign_version((v.version for v in client.versions(MODEL_TYPE)), None)
+    production = summary.production.version if summary.production else None
+    weights = _next_weights(summary.weights, production, version)
+    subject = next(
+        s for i in range(100_000) if route(weights, MODEL_TYPE, s := f"deploy-{i}") == version
+    )
+    stored = artifacts.put(MODEL_TYPE, _round_copy(candidate.proven.onnx, number))
+    event = deployment_event(candidate, stored, f"bench-deploy-{uuid.uuid4()}", None)
+    served: list[float] = []
+    started = threading.Event()
+
+    def poll() -> None:
+        deadline = time.monotonic() + 30
+        started.set()
+        while time.monotonic() < deadline:
+            try:
+                answer = poller.route(MODEL_TYPE, subject)
+            except RegistryClientError:
+                answer = None
+            if answer is not None and answer.version == version:
+                served.append(time.time())
+                if answer.sha256 != stored.sha256:
+                    log.warning("%s served with sha256 %s", version, answer.sha256)
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    started.wait()
+    created: list[float] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            created.append(message.timestamp()[1] / 1000)
+
+    producer.produce(topic, key=MODEL_TYPE.encode(), value=to_json(event), on_delivery=delivered)
+    producer.flush(30)
+    watcher.join(35)
+    if not created:
+        raise RuntimeError(f"round {number}: model-deployed was not delivered")
+    return DeployRound(
+        version=version,
+        sha256=stored.sha256,
+        created=created[0],
+        served=served[0] if served else None,
+        load=os.getloadavg()[0],
+        subject=subject,
+    )
+
+
+def report_deploy(rounds: list[DeployRound]) -> None:
+    to_route = [r.served - r.created for r in rounds if r.served is not None]
+    to_registered = [r.registered - r.created for r in rounds if r.registered is not None]
+    print(f"(3) model-deployed -> /route serves it: {_summary(to_route)}")
+    print(f"(3a) model-deployed -> version_registered: {_summary(to_registered)}")
+    missing = [r.version for r in rounds if r.served is None]
+    if missing:
+        print(f"    not seen on /route (or weights not as predicted): {missing}")
+    slowest = sorted(
+        (r for r in rounds if r.served is not None), key=lambda r: r.created - r.served
+    )[:5]
+    for r in slowest:
+        registered = (
+            f"{(r.registered - r.created) * 1000:.0f} ms" if r.registered is not None else "?"
+        )
+        print(
+            f"    slowest: {r.version} /route {((r.served or 0.0) - r.created) * 1000:.0f} ms, "
+            f"registered {registered}, load {r.load:.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trigger-threshold", type=int, default=100)
@@ -339,10 +552,22 @@ def main() -> None:
     parser.add_argument("--loop-rate", type=float, default=500.0)
     parser.add_argument("--loop-seconds", type=float, default=300.0)
     parser.add_argument("--skip-trigger", action="store_true")
+    parser.add_argument(
+        "--deploy-only", action="store_true", help="only model-deployed -> /route (no training)"
+    )
+    parser.add_argument("--rounds", type=int, default=60, help="deployments with --deploy-only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = Path(mkdtemp(prefix="relearn-bench-loop-"))
     print(f"run directory {base}; load average {os.getloadavg()}")
+    if args.deploy_only:
+        rounds = phase_deploy(base, args.rounds)
+        report_deploy(rounds)
+        dump = base / "deploy_rounds.json"
+        dump.write_bytes(orjson.dumps([dataclasses.asdict(r) for r in rounds]))
+        print(f"every round (wall times, s): {dump}")
+        print(f"load average at the end {os.getloadavg()}")
+        return
     if not args.skip_trigger:
         trigger = phase_trigger(
             base, args.trigger_threshold, args.trigger_rate, args.trigger_seconds

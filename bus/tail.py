@@ -106,8 +106,13 @@ class TopicTail(threading.Thread, Generic[T]):
                 if not self._ends:
                     self._stop_event.wait(self._poll_timeout)
                     continue
-                for message in consumer.consume(5_000, timeout=self._poll_timeout):
-                    self._take(message)
+                # poll, then drain: consume(n, timeout) would hold a lone record until n came
+                # or the timeout passed (up to poll_timeout late); poll returns it at once.
+                first = consumer.poll(self._poll_timeout)
+                if first is not None:
+                    self._take(first)
+                    for message in consumer.consume(5_000, timeout=0):
+                        self._take(message)
                 if not self.caught_up and not self.topics_missing:
                     self._check_caught_up(consumer)
         except Exception:  # noqa: BLE001 - a dead tail must at least be visible

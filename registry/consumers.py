@@ -159,7 +159,11 @@ class InputConsumer:
         try:
             assignment: list[TopicPartition] = consumer.assignment()
             for tp in consumer.position(assignment):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+                # The end the last fetch reported: asking the broker would stall this thread,
+                # the one that registers deployments, for a round trip per partition.
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # no fetch answered for this partition yet
                 lag = max(0, high - tp.offset) if tp.offset >= 0 else high
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
         except Exception:

@@ -78,6 +78,35 @@ def test_a_tail_decodes_records_and_skips_the_ones_it_cannot_decode(
         tail.join(10)
 
 
+def test_a_lone_record_reaches_the_tail_without_waiting_out_its_poll_timeout(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A view (the route cache's follower, the bench's recorder) hears a lone record at once:
+    a batch read waiting for 5,000 records would hold it until the poll timeout ran out."""
+    topic = f"{topic_prefix}lone"
+    ensure_topics(kafka_bootstrap, {topic: {}}, partitions=1, replication=1)
+    produce(kafka_bootstrap, topic, [b"before"])
+    seen: dict[bytes, float] = {}
+    tail: TopicTail[bytes] = TopicTail(
+        kafka_bootstrap,
+        [topic],
+        name="lone",
+        on_record=lambda record: seen.setdefault(record.value or b"", time.monotonic()),
+        poll_timeout=10.0,
+    )
+    tail.start()
+    try:
+        wait_for(lambda: tail.caught_up, 30, "the tail never caught up")
+        time.sleep(0.5)  # the tail is now inside a poll with 9.5 s of its timeout left
+        sent = time.monotonic()
+        produce(kafka_bootstrap, topic, [b"lone"])
+        wait_for(lambda: b"lone" in seen, 30, "the lone record never came")
+        assert seen[b"lone"] - sent < 4.0, "the record waited for the poll timeout"
+    finally:
+        tail.stop()
+        tail.join(15)
+
+
 def test_a_tail_started_before_its_broker_follows_it_once_it_is_up(tmp_path: Path) -> None:
     layout = ClusterLayout(base_dir=tmp_path, nodes=1, port=free_port(count=2))
     bootstrap = layout.bootstrap_servers

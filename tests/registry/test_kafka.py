@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -243,3 +244,48 @@ def test_a_transient_failure_is_retried_then_the_consumer_stops_loudly(
     finally:
         probe.close()
     assert all(tp.offset < 0 for tp in committed)  # nothing committed: it will be retried
+
+
+def test_the_lag_gauge_follows_the_partition_without_asking_the_broker_on_the_loop(
+    kafka_bootstrap: str, topics: Topics, group_id: str
+) -> None:
+    """The lag is the end the fetches report minus the position, probed between records on the
+    thread that registers deployments; it falls to 0 once everything is handled. Asking the
+    broker instead queued each partition's request behind the consumer's fetch (up to
+    fetch.wait.max.ms, 500 ms): ~2 s per probe of 4 partitions, deployments waiting behind it."""
+    metrics = RegistryMetrics()
+    lags: list[float] = []
+    handled: list[float] = []
+
+    def gauge() -> float:
+        return metrics.consumer_lag.labels(topics.model_deployed, "0")._value.get()
+
+    def slow(raw: bytes | None) -> None:
+        lags.append(gauge())  # what the probe before this record set
+        handled.append(time.monotonic())
+        time.sleep(0.2)
+
+    producer = make_producer(kafka_bootstrap)
+    produce_to = [(b"k", b"%d" % i) for i in range(6)]
+    for key, value in produce_to:
+        producer.produce(topics.model_deployed, key=key, value=value, partition=0)
+    assert producer.flush(30) == 0
+    consumer = InputConsumer(
+        kafka_bootstrap,
+        group_id,
+        topics.model_deployed,
+        slow,
+        counted_dead_letters(producer, topics.internal_dlq, metrics),
+        metrics,
+        lag_interval=0.0,
+    )
+    consumer.start()
+    try:
+        wait_for(lambda: consumer.processed == 6, 60, "6 records handled")
+        wait_for(lambda: gauge() == 0, 10, "the lag gauge back at 0")
+        assert max(lags) >= 3  # records still waiting were counted while the first were handled
+        assert lags == sorted(lags, reverse=True)
+        # 5 x 0.2 s of work between the first and the last; a probe per record costs ~nothing
+        assert handled[-1] - handled[0] < 4.0
+    finally:
+        consumer.stop()
