@@ -33,7 +33,8 @@ class Committer:
         self.last_commit = time.monotonic()
         # what /metrics reads: commits made, the time of the last, refusals by reason
         self.commits_made = 0
-        self.last_commit_time: float | None = None
+        # the start until the first commit: a worker stuck from its start shows as not committing
+        self.last_commit_time = time.time()
         self.refusals: dict[str, int] = {}
 
     def refuse(self, why: str, reason: str = "batch_failed") -> None:

@@ -86,7 +86,7 @@ class StreamsReadout:
         model_types: Callable[[], Mapping[str, ModelTypeReadout]],
         consumer_lag: Callable[[], Mapping[tuple[str, int], int]],
         assigned: Callable[[], Mapping[str, list[int]]],
-        commits: Callable[[], tuple[int, float | None]],  # (commits made, last commit time)
+        commits: Callable[[], tuple[int, float]],  # (commits made, last commit or start time)
         refusals: Callable[[], Mapping[str, int]],
     ) -> None:
         self.model_types = model_types
@@ -326,13 +326,12 @@ class _StateCollector(Collector):
         refusals = self._readout.refusals()
         for reason in RefusedReason:
             refused.add_metric([reason.value], refusals.get(reason.value, 0))
-        yield from (lag, assigned, commits, refused)
-        if last is not None:
-            yield GaugeMetricFamily(
-                "relearn_streams_last_commit_timestamp_seconds",
-                "Unix time of the last successful commit",
-                value=last,
-            )
+        last_commit = GaugeMetricFamily(
+            "relearn_streams_last_commit_timestamp_seconds",
+            "Unix time of the last successful commit (the worker's start before its first)",
+            value=last,
+        )
+        yield from (lag, assigned, commits, refused, last_commit)
 
     def _tables(self, readouts: Mapping[str, ModelTypeReadout]) -> Iterator[Metric]:
         metrics = self._metrics
