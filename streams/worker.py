@@ -36,6 +36,7 @@ from streams.views import TableViews
 log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400.0
+LAG_SECONDS = 1.0  # how often the loop reads its partitions' lag for /metrics
 
 
 class Worker:
@@ -89,6 +90,8 @@ class Worker:
         self.manual_retrains_checked = 0  # the follower's count when the schedule was checked
         self._sender: Sender | None = None
         self._batches: BatchProcessor | None = None
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lag_read_at = 0.0
 
     # -- what the web views read --------------------------------------------------------------
 
@@ -150,12 +153,19 @@ class Worker:
         return "ok"
 
     def consumer_lag(self) -> dict[tuple[str, int], int]:
-        """Records between the position and the end of each owned partition: the end from the
-        consumer's last fetch (cached, no broker call)."""
-        consumer = self.committer.consumer
-        if consumer is None:
-            return {}
-        positions = dict(self.committer.positions)
+        """The lag the batch loop last read, for the partitions this worker owns now (read by
+        the web thread: it never calls the consumer, which the loop is using)."""
+        assigned = self.assigned
+        return {
+            (topic, partition): records
+            for (topic, partition), records in self._lag.items()
+            if partition in assigned.get(topic, ())
+        }
+
+    def _read_lag(self, consumer: Consumer) -> None:
+        """Records between the position and the end of each owned partition, the end as of the
+        consumer's last fetch (cached: no broker call). On the loop's thread, once a second."""
+        positions = self.committer.positions
         lag: dict[tuple[str, int], int] = {}
         for topic, partitions in self.assigned.items():
             for partition in partitions:
@@ -165,11 +175,11 @@ class Worker:
                     position = positions.get((topic, partition))
                     if position is None:  # nothing processed since it was assigned
                         position = consumer.position([tp])[0].offset
-                except (KafkaException, RuntimeError):  # closed, or not fetched yet
+                except KafkaException:  # not fetched yet
                     continue
                 if high >= 0 and position >= 0:
                     lag[(topic, partition)] = max(0, high - position)
-        return lag
+        self._lag = lag  # replaced whole: the web thread reads one or the other
 
     def model_type_readouts(self) -> dict[str, ModelTypeReadout]:
         """What the followed tables say of each model type, for /metrics: the views' own
@@ -285,6 +295,9 @@ class Worker:
             self._maybe_check_schedule(batches)
             if self.committer.due(interval):
                 self._commit()
+            if self.metrics is not None and time.monotonic() - self._lag_read_at >= LAG_SECONDS:
+                self._read_lag(consumer)
+                self._lag_read_at = time.monotonic()
         self._commit()
 
     def _commit(self) -> None:
