@@ -55,16 +55,7 @@ def _source_position(headers: Any) -> tuple[int, int] | None:
         return None
 
 
-def _count(tally: BatchTally, result: processing.OutcomeResult) -> None:
-    """One outcome event's fate, added to its batch's tally."""
-    if result.rejected is not None:
-        counts, label = tally.dead_letters, result.rejected.reason.value
-    elif result.forward is not None:
-        counts, label = tally.forwarded, result.model_type or ""
-    elif result.duplicate:
-        counts, label = tally.duplicates, result.model_type or ""
-    else:
-        return
+def _add(counts: dict[str, int], label: str) -> None:
     counts[label] = counts.get(label, 0) + 1
 
 
@@ -183,9 +174,9 @@ class BatchProcessor:
             self.catalog,
             self._arrival(message, now),
         )
-        if tally is not None:
-            _count(tally, result)
         if result.rejected is not None:
+            if tally is not None:
+                _add(tally.dead_letters, result.rejected.reason.value)
             log.warning(
                 "rejected topic=%s partition=%s offset=%s reason=%s detail=%s",
                 message.topic(),
@@ -201,6 +192,9 @@ class BatchProcessor:
                 result.rejected.detail,
             )
         elif result.forward is not None:
+            if tally is not None:  # the common case, counted inline
+                forwarded, model_type = tally.forwarded, result.model_type or ""
+                forwarded[model_type] = forwarded.get(model_type, 0) + 1
             self._produce(
                 self.topics.training_samples,
                 (result.model_type or "").encode(),
@@ -210,6 +204,8 @@ class BatchProcessor:
                     (SOURCE_OFFSET_HEADER, str(offset).encode()),
                 ],
             )
+        elif result.duplicate and tally is not None:
+            _add(tally.duplicates, result.model_type or "")
 
     def _arrival(self, message: Message, now: datetime) -> datetime:
         """`rules.arrival_time` of a record; records of one batch often share a millisecond."""
