@@ -11,6 +11,10 @@ Needs a broker (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092); prints Markdow
 (c) trigger latency: background outcome events at --background-rate per second for one model
     type; for the other, threshold-1 events, wait until counted, then the crossing event: the time
     from producing it until its command is readable on retrain-commands.
+
+--metrics-cost instead runs (b) in pairs, metrics on and off (RELEARN_STREAMS_METRICS), the order
+alternating from pair to pair, each run on fresh topics with the same data; with metrics on,
+/metrics is scraped every second while the worker runs (15 times the default interval).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -76,7 +81,13 @@ def main_thread_cpu_seconds(pid: int) -> float:
 
 
 def streams_throughput(
-    bootstrap: str, prefix: str, events: int, workdir: Path, profile: bool
+    bootstrap: str,
+    prefix: str,
+    events: int,
+    workdir: Path,
+    profile: bool,
+    metrics: bool = True,
+    ceiling: bool = True,
 ) -> tuple[float, float, float, str | None]:
     """(raw ceiling events/s, worker events/s, worker main-thread CPU us per event, profile).
 
@@ -87,7 +98,7 @@ def streams_throughput(
     create_topics(bootstrap, topics, 4, 1)
     messages, truth = outcome_events(events, seed=3)
     produce(bootstrap, topics.outcome_events, messages)
-    ceiling = raw_ceiling(bootstrap, topics.outcome_events, len(messages))
+    raw = raw_ceiling(bootstrap, topics.outcome_events, len(messages)) if ceiling else 0.0
 
     threshold = 1000
     worker = StreamsWorker(
@@ -96,10 +107,21 @@ def streams_throughput(
         free_port(),
         workdir / "throughput",
         RELEARN_RETRAIN_SAMPLE_THRESHOLD=str(threshold),
+        RELEARN_STREAMS_METRICS=str(metrics).lower(),
     )
     valid = len(truth.valid_ids)
     model_types = sorted(truth.per_type)
     spy = None
+    scraping = threading.Event()
+
+    def scrape() -> None:  # as Prometheus would, every second
+        while not scraping.wait(1.0):
+            try:
+                urllib.request.urlopen(f"{worker.url}/metrics", timeout=5).read()
+            except OSError:
+                pass
+
+    scraper = threading.Thread(target=scrape, daemon=True)
     try:
         worker.start()
         worker.wait_web()
@@ -110,6 +132,8 @@ def streams_throughput(
             raise
         started = time.perf_counter()
         cpu_started = main_thread_cpu_seconds(worker.process.pid)
+        if metrics:
+            scraper.start()
         if profile:
             spy = subprocess.Popen(
                 [
@@ -135,6 +159,7 @@ def streams_throughput(
         if spy is not None:
             spy.wait()
     finally:
+        scraping.set()
         worker.stop()
     rate = events / elapsed
     summary = None
@@ -143,7 +168,73 @@ def streams_throughput(
         kept.parent.mkdir(exist_ok=True)
         shutil.copy(workdir / "streams.pyspy.txt", kept)  # raw py-spy stacks, for a closer look
         summary = summarize_profile(kept)
-    return ceiling, rate, cpu_us, summary
+    return raw, rate, cpu_us, summary
+
+
+def metrics_cost(bootstrap: str, run: str, events: int, pairs: int, workdir: Path) -> None:
+    """(b) with metrics on and off, in interleaved pairs: medians and their ratio."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for pair in range(pairs):
+        order = (True, False) if pair % 2 == 0 else (False, True)
+        for metrics in order:
+            _, rate, cpu_us, _ = streams_throughput(
+                bootstrap,
+                f"bench-{run}-m{pair}{'on' if metrics else 'off'}-",
+                events,
+                workdir / f"m{pair}-{metrics}",
+                False,
+                metrics=metrics,
+                ceiling=False,
+            )
+            runs[metrics].append((rate, cpu_us))
+            print(
+                f"pair {pair + 1}, metrics {'on ' if metrics else 'off'}: {rate:,.0f}/s, "
+                f"{cpu_us:.1f} us main-thread CPU per event, load {os.getloadavg()[0]:.1f}"
+            )
+    on_rate = statistics.median(r for r, _ in runs[True])
+    off_rate = statistics.median(r for r, _ in runs[False])
+    on_cpu = statistics.median(c for _, c in runs[True])
+    off_cpu = statistics.median(c for _, c in runs[False])
+    print(
+        f"\n| {events:,} outcome events, 4 partitions, median of {pairs} runs each "
+        "| metrics off | metrics on | on/off |\n|---|---|---|---|"
+    )
+    print(f"| events/s | {off_rate:,.0f} | {on_rate:,.0f} | {on_rate / off_rate:.3f} |")
+    print(
+        f"| main-thread CPU per event (us) | {off_cpu:.1f} | {on_cpu:.1f} "
+        f"| {on_cpu / off_cpu:.3f} |"
+    )
+    per_batch, per_event = tally_cost()
+    print(
+        f"\nin-process: a batch's counts handed to the metrics {per_batch:.1f} us per batch; "
+        f"an event counted into its batch's tally {per_event:.2f} us"
+    )
+
+
+def tally_cost(rounds: int = 20_000) -> tuple[float, float]:
+    """What metrics add on the loop's thread, timed in-process (microseconds): the per-batch
+    hand-over of a typical batch's tally, and the per-event count (a dict update)."""
+    from streams.metrics import BatchTally, StreamsMetrics
+
+    metrics = StreamsMetrics(["calling_score", "outcome_prediction"], ["o", "s"], 1000, 86_400)
+
+    def batch() -> None:
+        tally = BatchTally(2500, 2500, {"calling_score": 1200, "outcome_prediction": 1200})
+        tally.duplicates["calling_score"] = 50
+        tally.dead_letters["schema"] = 25
+        metrics.batch_done(tally, 0.1, "o", "s")
+
+    started = time.perf_counter()
+    for _ in range(rounds):
+        batch()
+    per_batch = (time.perf_counter() - started) / rounds * 1e6
+    counts: dict[str, int] = {}
+    model_type = "calling_score"
+    started = time.perf_counter()
+    for _ in range(rounds * 10):
+        counts[model_type] = counts.get(model_type, 0) + 1
+    per_event = (time.perf_counter() - started) / (rounds * 10) * 1e6
+    return per_batch, per_event
 
 
 def summarize_profile(path: Path) -> str:
@@ -246,12 +337,21 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in (b)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="only (b), metrics on vs off, --repeats interleaved pairs",
+    )
     args = parser.parse_args()
     bootstrap = KafkaSettings().bootstrap_servers
     run = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         workdir = Path(tmp)
         print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start")
+        if args.metrics_cost:
+            metrics_cost(bootstrap, run, args.events, args.repeats, workdir)
+            print(f"machine load {os.getloadavg()[0]:.1f} at end")
+            return
         if not args.skip_throughput:
             ceilings, rates, cpus = [], [], []
             profile = None

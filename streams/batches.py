@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message
 
+from contracts.events import RetrainReason
 from contracts.model_types import ModelTypeCatalog
 from contracts.topics import Topics
 from streams import processing, rules
 from streams.changelog import ChangelogWriter
 from streams.committer import Committer
+from streams.metrics import BatchTally, StreamsMetrics
 from streams.partitions import OwnedTables
 from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, Output
 from streams.registry_follower import RegistryFollower
@@ -51,6 +55,10 @@ def _source_position(headers: Any) -> tuple[int, int] | None:
         return None
 
 
+def _add(counts: dict[str, int], label: str) -> None:
+    counts[label] = counts.get(label, 0) + 1
+
+
 def next_batch(consumer: Consumer) -> list[Message]:
     """What is fetched already, or else the next message as soon as it comes (50 ms at most)."""
     messages = consumer.consume(MAX_BATCH, timeout=0)
@@ -77,6 +85,7 @@ class BatchProcessor:
         committer: Committer,
         sender: Sender,
         changelogs: ChangelogWriter,
+        metrics: StreamsMetrics | None = None,
     ) -> None:
         self.topics = topics
         self.catalog = catalog
@@ -96,6 +105,7 @@ class BatchProcessor:
         self._sender = sender
         self._produce = sender.produce
         self._changelogs = changelogs
+        self._metrics = metrics  # None: nothing counted (RELEARN_STREAMS_METRICS=false)
         self.events_processed = 0
         # (record millis, batch clock, arrival) of the last outcome event: see _arrival
         self._arrivals: tuple[int | None, datetime | None, datetime] = (
@@ -105,11 +115,15 @@ class BatchProcessor:
         )
 
     def process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
         now = datetime.now(UTC)
         clock = time.time()
         commands = False
         outcome_topic = self.topics.outcome_events
         seen, states, positions = self._seen, self._states, self._positions
+        # the batch's counts, added to the metrics once at its end (none when they are off)
+        tally = BatchTally() if self._metrics is not None else None
+        processed = outcomes = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -121,19 +135,36 @@ class BatchProcessor:
             if topic == outcome_topic:
                 if partition not in seen:  # revoked while the batch was fetched
                     continue
-                self._on_outcome(message, partition, offset, now)
+                self._on_outcome(message, partition, offset, now, tally)
+                outcomes += 1
             else:
                 if partition not in states:
                     continue
                 commands |= self._on_sample(message, partition, clock)
             positions[(topic, partition)] = offset + 1
-            self.events_processed += 1
+            processed += 1
+        self.events_processed += processed
         self.write_changelogs(commands)
+        if tally is not None and self._metrics is not None:
+            tally.outcomes, tally.samples = outcomes, processed - outcomes
+            self._metrics.batch_done(
+                tally,
+                time.perf_counter() - started,
+                outcome_topic,
+                self.topics.training_samples,
+            )
 
     def write_changelogs(self, commands_emitted: bool) -> None:
         self._changelogs.write(self._seen, self._owned.small(), commands_emitted)
 
-    def _on_outcome(self, message: Message, partition: int, offset: int, now: datetime) -> None:
+    def _on_outcome(
+        self,
+        message: Message,
+        partition: int,
+        offset: int,
+        now: datetime,
+        tally: BatchTally | None,
+    ) -> None:
         result = processing.handle_outcome(
             message.value(),
             partition,
@@ -144,6 +175,8 @@ class BatchProcessor:
             self._arrival(message, now),
         )
         if result.rejected is not None:
+            if tally is not None:
+                _add(tally.dead_letters, result.rejected.reason.value)
             log.warning(
                 "rejected topic=%s partition=%s offset=%s reason=%s detail=%s",
                 message.topic(),
@@ -159,6 +192,9 @@ class BatchProcessor:
                 result.rejected.detail,
             )
         elif result.forward is not None:
+            if tally is not None:  # the common case, counted inline
+                forwarded, model_type = tally.forwarded, result.model_type or ""
+                forwarded[model_type] = forwarded.get(model_type, 0) + 1
             self._produce(
                 self.topics.training_samples,
                 (result.model_type or "").encode(),
@@ -168,6 +204,8 @@ class BatchProcessor:
                     (SOURCE_OFFSET_HEADER, str(offset).encode()),
                 ],
             )
+        elif result.duplicate and tally is not None:
+            _add(tally.duplicates, result.model_type or "")
 
     def _arrival(self, message: Message, now: datetime) -> datetime:
         """`rules.arrival_time` of a record; records of one batch often share a millisecond."""
@@ -206,13 +244,46 @@ class BatchProcessor:
             )
             self._sender.dead_letter(self.topics.internal_dlq, message, "schema", str(exc))
             return False
-        self._send(emitted)
+        if emitted:
+            self._send(emitted, _record_millis(message))
         return bool(emitted)
 
-    def _send(self, emitted: list[processing.Emitted]) -> None:
+    def _send(self, emitted: list[processing.Emitted], crossing_millis: int | None = None) -> None:
+        """The commands of a sample or of the schedule; `crossing_millis` is the record time of
+        the sample that crossed the threshold (the trigger latency runs from it)."""
         for item in emitted:
             log.info("emit %s key=%s %s", item.output, item.key, item.value.decode())
-            self._produce(self.outputs[item.output], item.key.encode(), item.value, None)
+            topic = self.outputs[item.output]
+            if self._metrics is None:
+                self._produce(topic, item.key.encode(), item.value, None)
+            else:
+                on_delivery = self._counted_delivery(item, crossing_millis)
+                self._produce(topic, item.key.encode(), item.value, None, on_delivery=on_delivery)
+
+    def _counted_delivery(
+        self, item: processing.Emitted, crossing_millis: int | None
+    ) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery report of one command: the sender's (a failure refuses commits), then
+        the command counted once the broker has it (commands are rare: parsed here)."""
+        metrics, report = self._metrics, self._sender.on_delivery
+        assert metrics is not None
+        command = orjson.loads(item.value)
+        model_type = str(command.get("model_type") or item.key)
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            report(error, message)
+            if error is not None:
+                return
+            if item.output == processing.Output.RETRAIN:
+                reason = str(command.get("reason"))
+                latency = None
+                if reason == RetrainReason.SAMPLE_THRESHOLD and crossing_millis is not None:
+                    latency = time.time() - crossing_millis / 1000
+                metrics.retrain_delivered(model_type, reason, latency)
+            else:
+                metrics.registry_command_delivered(model_type, str(command.get("type")))
+
+        return delivered
 
     def check_schedule(self) -> None:
         """The schedule trigger over every owned model-type state."""

@@ -31,11 +31,18 @@ class Committer:
         self.delivered: dict[int, int] = {}
         self.commits_refused: str | None = None
         self.last_commit = time.monotonic()
+        # what /metrics reads: commits made, the time of the last, refusals by reason
+        self.commits_made = 0
+        # the start until the first commit: a worker stuck from its start shows as not committing
+        self.last_commit_time = time.time()
+        self.refusals: dict[str, int] = {}
 
-    def refuse(self, why: str) -> None:
+    def refuse(self, why: str, reason: str = "batch_failed") -> None:
+        """`reason` is a `streams.metrics.RefusedReason` (a label, never the text of `why`)."""
         if self.commits_refused is None:
             log.error("no more offset commits from this worker (the next owner replays): %s", why)
             self.commits_refused = why
+            self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def on_changelog_delivery(self, error: KafkaError | None, message: Message) -> None:
         """Delivery report of a checkpointed store's changelog record (the last of a batch)."""
@@ -51,7 +58,12 @@ class Committer:
     def commit(self, stores: Mapping[int, TableStore], only: set[Position] | None = None) -> None:
         """Flush, commit the consumed offsets, then checkpoint `stores` (by source partition)."""
         assert self.consumer is not None
-        if self.commits_refused or not self._flush() or self.commits_refused:
+        if self.commits_refused:
+            return
+        if not self._flush():  # stopping with records the broker has not taken yet
+            self.refusals["unflushed_on_stop"] = self.refusals.get("unflushed_on_stop", 0) + 1
+            return
+        if self.commits_refused:
             return  # (flushing runs the delivery callbacks: a failure refuses commits)
         # Only what changed since the last commit: an idle worker writes and commits nothing.
         due = {
@@ -67,6 +79,8 @@ class Committer:
                     asynchronous=False,
                 )
                 self.committed.update(due)
+                self.commits_made += 1
+                self.last_commit_time = time.time()
             except KafkaException as exc:  # e.g. a rebalance is under way: the next owner replays
                 log.warning("offset commit failed (%s); the work is replayed idempotently", exc)
                 return

@@ -15,6 +15,7 @@ from contracts.topics import Topics
 from streams import tables, values
 from streams.changelog import Changelogs
 from streams.committer import Committer
+from streams.metrics import RebalanceStatus, StreamsMetrics
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class Rebalancer:
         self._owned = owned
         self._committer = committer
         self.restorer: Consumer | None = None
+        self.metrics: StreamsMetrics | None = None
+        # what /readyz reads: a first assignment received, a restore under way
+        self.assignments = 0
+        self.restoring = False
 
     def assigned(self) -> dict[str, list[int]]:
         return {
@@ -94,11 +99,23 @@ class Rebalancer:
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self.restorer is not None
         started = time.monotonic()
-        for tp in partitions:
-            if tp.topic == self._outcome_topic:
-                self._owned.restore_outcome_partition(self.restorer, tp.partition)
-            elif tp.topic == self._sample_topic:
-                self._owned.restore_sample_partition(self.restorer, tp.partition)
+        self.restoring = True
+        try:
+            for tp in partitions:
+                partition_started = time.monotonic()
+                if tp.topic == self._outcome_topic:
+                    self._owned.restore_outcome_partition(self.restorer, tp.partition)
+                elif tp.topic == self._sample_topic:
+                    self._owned.restore_sample_partition(self.restorer, tp.partition)
+                else:
+                    continue
+                if self.metrics is not None:
+                    self.metrics.restored(tp.topic, time.monotonic() - partition_started)
+        finally:
+            self.restoring = False
+        self.assignments += 1
+        if self.metrics is not None:
+            self.metrics.rebalanced(RebalanceStatus.ASSIGNED)
         log.info(
             "assigned %s, tables restored in %.2f s",
             [(tp.topic, tp.partition) for tp in partitions],
@@ -111,6 +128,8 @@ class Rebalancer:
             self._owned.seen, only={(tp.topic, tp.partition) for tp in partitions}
         )
         self._drop(partitions)
+        if self.metrics is not None:
+            self.metrics.rebalanced(RebalanceStatus.REVOKED)
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning(
@@ -118,6 +137,8 @@ class Rebalancer:
             [(tp.topic, tp.partition) for tp in partitions],
         )
         self._drop(partitions)
+        if self.metrics is not None:
+            self.metrics.rebalanced(RebalanceStatus.LOST)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         outcome = [tp.partition for tp in partitions if tp.topic == self._outcome_topic]

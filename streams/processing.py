@@ -123,7 +123,7 @@ def handle_outcome(
     event_id = str(event.event_id)
     sighting = rules.classify_sighting(seen.get(event_id), partition, offset)
     if sighting is rules.Sighting.DUPLICATE:
-        return OutcomeResult(duplicate=True)
+        return OutcomeResult(duplicate=True, model_type=event.model_type)
     # (re-)written on replay too: heals a lost changelog write
     seen[event_id] = FirstSeen(partition, offset)
     forward = TrainingSampleForwarded.json_from_outcome(event, event_id)

@@ -48,6 +48,9 @@ class StreamsSettings(KafkaSettings):
     streams_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     # How long a starting worker waits to have read registry-events before it joins the group.
     registry_catch_up_seconds: float = Field(default=30.0, ge=0)
+    # Prometheus metrics on /metrics (docs/metrics.md); false counts nothing, to measure their
+    # cost (BENCHMARKS.md) or to run without them.
+    streams_metrics: bool = True
 
     @property
     def app_id(self) -> str:

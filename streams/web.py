@@ -1,27 +1,31 @@
-"""The streams web views (port 6066): plain JSON over HTTP, answered from `TableViews`."""
+"""The streams web port (6066): the table views, /metrics, /livez and /readyz, on FastAPI."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
 
 from streams import processing, tables
 from streams.views import TableViews
 
 log = logging.getLogger(__name__)
 
-Answer = tuple[int, Any]
+OK = "ok"
+NOT_READY = {"detail": "tables are still being read, retry"}
 
 
 class WorkerReadout(Protocol):
-    """What the web views may read of a worker (`streams.worker.Worker` is one)."""
+    """What the web port may read of a worker (`streams.worker.Worker` is one)."""
 
     @property
     def views(self) -> TableViews: ...
@@ -33,80 +37,167 @@ class WorkerReadout(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def readiness(self) -> dict[str, str]: ...
 
-class StreamsWeb:
-    """Routes of docs/design.md's streams table, plus /rejections and /healthz."""
 
-    def __init__(self, worker: WorkerReadout) -> None:
-        self.worker = worker
+class Answer(JSONResponse):
+    """JSON by orjson, as the views always answered (a NaN becomes null, not an error)."""
 
-    def answer(self, path: str, query: dict[str, list[str]]) -> Answer:
-        parts = [part for part in path.split("/") if part]
-        if parts == ["healthz"]:
-            return 200, self.health()
-        if parts == ["rejections"]:
-            return self._when_ready(
-                lambda: processing.rejection_counts(self.worker.views.table(tables.REJECTIONS))
-            )
-        if len(parts) != 2 or parts[0] not in ("performance", "samples", "abtest"):
-            return 404, {"detail": "not found"}
-        route, model_type = parts
-        if not self.worker.knows(model_type):
-            return 404, {"detail": f"unknown model type {model_type!r}"}
-        views = self.worker.views
-        if route == "performance":
-            try:
-                days = max(1, int(query.get("days", ["7"])[0]))
-            except ValueError:
-                return 400, {"detail": "days must be a whole number"}
-            return self._when_ready(
-                lambda: processing.performance_rows(
-                    views.table(tables.PERFORMANCE), model_type, days, datetime.now(UTC)
-                )
-            )
-        if route == "samples":
-            return self._when_ready(
-                lambda: processing.samples_view(
-                    views.table(tables.MODEL_TYPES),
-                    model_type,
-                    self.worker.sample_threshold,
-                )
-            )
-        return self._when_ready(
-            lambda: processing.abtest_view(views.table(tables.MODEL_TYPES), model_type)
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _answer(status: int, body: Any) -> Answer:
+    return Answer(body, status_code=status)
+
+
+def create_app(worker: WorkerReadout, metrics: CollectorRegistry | None = None) -> FastAPI:
+    """The routes of DESIGN.md's streams table, plus /rejections, /healthz and the probes;
+    `metrics` None: /metrics answers 404 (RELEARN_STREAMS_METRICS=false)."""
+    app = FastAPI(
+        title="relearn streams",
+        version="0.1.0",
+        description="Any worker answers for all partitions: it follows the small tables in full.",
+        default_response_class=Answer,
+    )
+
+    app.include_router(views_router(worker))
+    app.include_router(probes_router(worker, metrics))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Answer:
+        detail = "not found" if exc.status_code == 404 else exc.detail
+        return _answer(exc.status_code, {"detail": detail})
+
+    @app.exception_handler(Exception)
+    async def view_failed(request: Request, exc: Exception) -> Answer:
+        # a view error is a 500, never a dead server
+        log.error("web view %s failed", request.url.path, exc_info=exc)
+        return _answer(500, {"detail": "internal error"})
+
+    return app
+
+
+def views_router(worker: WorkerReadout) -> APIRouter:
+    """DESIGN.md's streams views, and /rejections."""
+    router = APIRouter(tags=["views"])
+
+    def when_ready(model_type: str | None, build: Any) -> Answer:
+        if model_type is not None and not worker.knows(model_type):
+            return _answer(404, {"detail": f"unknown model type {model_type!r}"})
+        if not worker.views.caught_up:
+            return _answer(503, NOT_READY)
+        return _answer(200, build())
+
+    @router.get("/performance/{model_type}")
+    def performance(model_type: str, days: str = "7") -> Answer:
+        """Daily rows of the last `days` days (UTC): sample count, positive outcome rate,
+        average prediction and outcome score, per version."""
+        if not worker.knows(model_type):
+            return _answer(404, {"detail": f"unknown model type {model_type!r}"})
+        try:
+            window = max(1, int(days))
+        except ValueError:
+            return _answer(400, {"detail": "days must be a whole number"})
+        return when_ready(
+            None,
+            lambda: processing.performance_rows(
+                worker.views.table(tables.PERFORMANCE), model_type, window, datetime.now(UTC)
+            ),
         )
 
-    def _when_ready(self, build: Callable[[], Any]) -> Answer:
-        if not self.worker.views.caught_up:
-            return 503, {"detail": "tables are still being read, retry"}
-        return 200, build()
+    @router.get("/samples/{model_type}")
+    def samples(model_type: str) -> Answer:
+        """New samples since the last retrain, the retrain in flight, the threshold."""
+        return when_ready(
+            model_type,
+            lambda: processing.samples_view(
+                worker.views.table(tables.MODEL_TYPES), model_type, worker.sample_threshold
+            ),
+        )
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok", **self.worker.health()}
+    @router.get("/abtest/{model_type}")
+    def abtest(model_type: str) -> Answer:
+        """The running A/B test: both arms' counts and rates, the statistic, the decision."""
+        return when_ready(
+            model_type,
+            lambda: processing.abtest_view(worker.views.table(tables.MODEL_TYPES), model_type),
+        )
 
-    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
-        web = self
+    @router.get("/rejections")
+    def rejections() -> Answer:
+        """Outcome events dead-lettered, by reason, across all partitions."""
+        return when_ready(
+            None, lambda: processing.rejection_counts(worker.views.table(tables.REJECTIONS))
+        )
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
-                url = urlsplit(self.path)
-                try:
-                    status, body = web.answer(url.path, parse_qs(url.query))
-                except Exception:  # noqa: BLE001 - a view error is a 500, never a dead server
-                    log.exception("web view %s failed", self.path)
-                    status, body = 500, {"detail": "internal error"}
-                payload = orjson.dumps(body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+    return router
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                log.debug("web: " + format, *args)
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="streams-web", daemon=True).start()
-        log.info("streams web views on http://%s:%d", host, port)
-        return server
+def probes_router(worker: WorkerReadout, metrics: CollectorRegistry | None) -> APIRouter:
+    """/healthz for people, /livez and /readyz for orchestrators, /metrics for Prometheus."""
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/healthz")
+    def healthz() -> Answer:
+        """What this worker owns and has read (for people; probes use /livez and /readyz)."""
+        return _answer(200, {"status": OK, **worker.health()})
+
+    @router.get("/livez")
+    def livez() -> Answer:
+        """The process answers; no dependency is checked (an outage must not restart it)."""
+        return _answer(200, {"status": OK})
+
+    @router.get("/readyz")
+    def readyz() -> Answer:
+        """The broker reachable, the group's assignment received and its tables restored, the
+        followed tables read: else 503 with the reason of each check that fails."""
+        checks = worker.readiness()
+        ready = all(result == OK for result in checks.values())
+        return _answer(200 if ready else 503, {"ready": ready, "checks": checks})
+
+    @router.get("/metrics", response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus text (docs/metrics.md)."""
+        if metrics is None:
+            return _answer(404, {"detail": "metrics are off (RELEARN_STREAMS_METRICS=false)"})
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class WebServer:
+    """uvicorn on a daemon thread; the port is bound in `start`, so a taken port fails loudly."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        )
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WebServer:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="streams-web", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "streams web on http://%s:%d (views, /metrics /livez /readyz /docs)",
+            self.host,
+            self.port,
+        )
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bus.clients import ConsumerOptions, make_consumer
 from contracts.model_types import ModelTypeCatalog
@@ -27,6 +27,7 @@ from streams.batches import BatchProcessor, next_batch
 from streams.changelog import Changelogs, ChangelogWriter
 from streams.committer import Committer
 from streams.experiment import DecisionPlan
+from streams.metrics import ModelTypeReadout, RefusedReason, StreamsMetrics, StreamsReadout
 from streams.partitions import OwnedTables, Rebalancer
 from streams.registry_follower import RegistryFollower
 from streams.sender import Sender
@@ -36,6 +37,7 @@ from streams.views import TableViews
 log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400.0
+LAG_SECONDS = 1.0  # how often the loop reads its partitions' lag for /metrics
 
 
 class Worker:
@@ -75,11 +77,31 @@ class Worker:
         self.owned = OwnedTables(self.changelogs, settings.data_dir)
         self.committer = Committer(self._flush, self._fail)
         self.rebalancer = Rebalancer(self.topics, self.owned, self.committer)
+        self.metrics: StreamsMetrics | None = None
+        if settings.streams_metrics:
+            self.metrics = StreamsMetrics(
+                self.catalog.names(),
+                [self.topics.outcome_events, self.topics.training_samples],
+                settings.retrain_sample_threshold,
+                settings.retrain_max_age_days * SECONDS_PER_DAY,
+            )
+            self.metrics.watch(
+                StreamsReadout(
+                    model_types=self.model_type_readouts,
+                    consumer_lag=self.consumer_lag,
+                    assigned=lambda: self.assigned,
+                    commits=lambda: (self.committer.commits_made, self.committer.last_commit_time),
+                    refusals=lambda: dict(self.committer.refusals),
+                )
+            )
+            self.rebalancer.metrics = self.metrics
         self.fatal_error: str | None = None  # set when a client error ends the worker
         self.last_schedule_check = time.monotonic()
         self.manual_retrains_checked = 0  # the follower's count when the schedule was checked
         self._sender: Sender | None = None
         self._batches: BatchProcessor | None = None
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lag_read_at = 0.0
 
     # -- what the web views read --------------------------------------------------------------
 
@@ -113,6 +135,92 @@ class Worker:
             "manual_retrains_seen": self.follower.manual_retrains_seen,
         }
 
+    def readiness(self) -> dict[str, str]:
+        """/readyz: each check "ok" or why not (read from the web thread)."""
+        return {
+            "broker": self._broker_check(),
+            "partitions": self._partitions_check(),
+            "tables": "ok" if self.views.caught_up else "reading the tables' changelogs",
+        }
+
+    def _broker_check(self) -> str:
+        sender = self._sender
+        if sender is None:
+            return "starting: no producer yet (reading registry-events first)"
+        try:
+            sender.producer.list_topics(timeout=2.0)
+        except Exception as exc:  # noqa: BLE001 - any failure means the broker is not reachable
+            return f"unreachable: {exc}"
+        return "ok"
+
+    def _partitions_check(self) -> str:
+        if self.fatal_error or self.committer.commits_refused:
+            return f"stopping: {self.fatal_error or self.committer.commits_refused}"
+        if self.rebalancer.restoring:
+            return "restoring the assigned partitions' tables from their changelogs"
+        if self.rebalancer.assignments == 0:
+            return "waiting for the group's first assignment"
+        return "ok"
+
+    def consumer_lag(self) -> dict[tuple[str, int], int]:
+        """The lag the batch loop last read, for the partitions this worker owns now (read by
+        the web thread: it never calls the consumer, which the loop is using)."""
+        assigned = self.assigned
+        return {
+            (topic, partition): records
+            for (topic, partition), records in self._lag.items()
+            if partition in assigned.get(topic, ())
+        }
+
+    def _read_lag(self, consumer: Consumer) -> None:
+        """Records between the position and the end of each owned partition, the end as of the
+        consumer's last fetch (cached: no broker call). On the loop's thread, once a second."""
+        positions = self.committer.positions
+        lag: dict[tuple[str, int], int] = {}
+        for topic, partitions in self.assigned.items():
+            for partition in partitions:
+                tp = TopicPartition(topic, partition)
+                try:
+                    high = consumer.get_watermark_offsets(tp, cached=True)[1]
+                    position = positions.get((topic, partition))
+                    if position is None:  # nothing processed since it was assigned
+                        position = consumer.position([tp])[0].offset
+                except KafkaException:  # not fetched yet
+                    continue
+                if high >= 0 and position >= 0:
+                    lag[(topic, partition)] = max(0, high - position)
+        self._lag = lag  # replaced whole: the web thread reads one or the other
+
+    def model_type_readouts(self) -> dict[str, ModelTypeReadout]:
+        """What the followed tables say of each model type, for /metrics: the views' own
+        answers (`processing.samples_view`, `processing.abtest_view`), read defensively."""
+        if not self.views.caught_up:
+            return {}
+        states = self.views.table(tables.MODEL_TYPES)
+        registry = dict(self.follower.views)
+        readouts: dict[str, ModelTypeReadout] = {}
+        for model_type in self.catalog.names():
+            if model_type not in states:
+                continue
+            try:
+                samples = processing.samples_view(states, model_type, self.sample_threshold)
+                counter = processing.ModelTypeState.load(states.get(model_type)).counter
+                ab = processing.abtest_view(states, model_type)
+            except Exception as exc:  # noqa: BLE001 - one unreadable state skips its series only
+                log.warning("model_type=%s: state unreadable for /metrics: %s", model_type, exc)
+                continue
+            view = registry.get(model_type)
+            changed_at = getattr(view, "changed_at", None)
+            readouts[model_type] = ModelTypeReadout(
+                new_samples=samples.get("new_samples"),
+                clock_started_at=getattr(counter, "clock_started_at", None),
+                pending_command=samples.get("retrain_in_flight"),
+                answered=tuple(getattr(view, "answered", ())),
+                abtest=ab,
+                experiment_started_at=changed_at.timestamp() if changed_at else None,
+            )
+        return readouts
+
     # -- life cycle ---------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -138,8 +246,9 @@ class Worker:
                 self.changelogs,
                 sender,
                 self.committer.on_changelog_delivery,
-                self.committer.refuse,
+                lambda why: self.committer.refuse(why, RefusedReason.UNFLUSHED_ON_STOP),
             ),
+            self.metrics,
         )
         restorer = self.rebalancer.restorer = make_consumer(
             self.settings.bootstrap_servers,
@@ -176,7 +285,7 @@ class Worker:
         except BaseException as exc:
             # Closing the consumer below revokes its partitions, which commits: not now, the
             # batch that failed has positions without their table writes.
-            self.committer.refuse(f"the batch loop failed: {exc!r}")
+            self.committer.refuse(f"the batch loop failed: {exc!r}", RefusedReason.BATCH_FAILED)
             raise
         finally:
             log.info("streams worker leaving the group")
@@ -196,6 +305,9 @@ class Worker:
             self._maybe_check_schedule(batches)
             if self.committer.due(interval):
                 self._commit()
+            if self.metrics is not None and time.monotonic() - self._lag_read_at >= LAG_SECONDS:
+                self._read_lag(consumer)
+                self._lag_read_at = time.monotonic()
         self._commit()
 
     def _commit(self) -> None:
@@ -207,14 +319,14 @@ class Worker:
 
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
-            self._fail(f"fatal client error: {error}")
+            self._fail(f"fatal client error: {error}", RefusedReason.FATAL_CLIENT_ERROR)
         else:
             log.warning("Kafka client: %s", error)
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, reason: str = RefusedReason.PRODUCE_FAILED) -> None:
         """Stop with a non-zero exit, committing nothing more: the next owner replays."""
         log.error("stopping: %s", why)
-        self.committer.refuse(why)
+        self.committer.refuse(why, reason)
         self.fatal_error = why
         self._stopping.set()
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from streams.settings import StreamsSettings
-    from streams.web import StreamsWeb
+    from streams.web import WebServer, create_app
     from streams.worker import Worker
 
     overrides: dict[str, object] = {}
@@ -42,10 +42,11 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server = StreamsWeb(worker).serve(settings.streams_web_host, settings.streams_web_port)
+    app = create_app(worker, worker.metrics.registry if worker.metrics else None)
+    server = WebServer(app, settings.streams_web_host, settings.streams_web_port).start()
     try:
         worker.run()
     finally:
-        server.shutdown()
+        server.stop()
     # A fatal client error is a failure: a supervisor restarts the worker, which replays.
     return 1 if worker.fatal_error else 0

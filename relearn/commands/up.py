@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from registry.settings import RegistrySettings
+    from streams.settings import StreamsSettings
     from training.settings import TrainerSettings
 
     settings = KafkaSettings()
@@ -32,8 +33,8 @@ def _up(args: argparse.Namespace) -> int:
         f"Kafka at {settings.bootstrap_servers}" + (" (started locally)" if started_broker else "")
     )
     # Each service's own web port serves /metrics, /livez, /readyz (docs/metrics.md).
-    # TODO(issue #18): streams' /metrics comes with its runtime's move to FastAPI.
     web = {
+        "streams": StreamsSettings().streams_web_port,
         "trainer": TrainerSettings().trainer_web_port,
         "registry": RegistrySettings().registry_port,
     }

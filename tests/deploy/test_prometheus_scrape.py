@@ -1,5 +1,6 @@
-"""Debian's Prometheus scrapes a running registry and trainer (loopback only) while a retrain
-flows: what its HTTP API reports agrees with the registry's tables and the topics."""
+"""Debian's Prometheus scrapes a running streams worker, registry and trainer (loopback only)
+while outcome events and a retrain flow: what its HTTP API reports agrees with the registry's
+tables, streams' tables and the topics."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import yaml
 from contracts.events import RegistryEventOccurred
 from contracts.topics import Topics
 from relearn.supervisor import ServiceSpec, Supervisor, relearn_argv
+from streams.testing import outcome_events
 from tests.conftest import free_port
 from tests.deploy.environments import ROOT
+from tests.streams import harness as streams_harness
 from tests.training.kafka_helpers import command, produce_command, produce_samples, read_topic
 from training.synthetic import synthetic_samples
 
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.integration
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "relearn.yml"
 MT = "calling_score"
 ROUTES = 5
+OUTCOME_EVENTS = 2000
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
@@ -47,8 +51,9 @@ def answers(url: str) -> bool:
 def services(
     kafka_bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
-    """The registry and a trainer of this test's own, as `relearn up` starts them."""
-    registry_port, trainer_port = free_port(), free_port()
+    """A streams worker, the registry and a trainer of this test's own, as `relearn up` starts
+    them."""
+    registry_port, trainer_port, streams_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELEARN_")}
     env |= {
         "PYTHONPATH": str(ROOT),
@@ -61,13 +66,18 @@ def services(
         "RELEARN_REGISTRY_CONSUMER_GROUP": f"{group_id}-registry",
         "RELEARN_TRAINER_GROUP_ID": f"{group_id}-trainer",
         "RELEARN_TRAINER_WEB_PORT": str(trainer_port),
+        "RELEARN_STREAMS_WEB_PORT": str(streams_port),
+        "RELEARN_STREAMS_APP_ID": f"{group_id}-streams",
+        # streams counts the outcome events below without sending a retrain of its own (the
+        # trainer's counters are the test's one command's)
+        "RELEARN_RETRAIN_SAMPLE_THRESHOLD": "1000000",
         "RELEARN_TRAINING_MIN_SAMPLES": "100",
         "RELEARN_TRAINING_MAX_EPOCHS": "4",
         "RELEARN_TRAINING_PATIENCE": "2",
         "RELEARN_TRAINING_BATCH_SIZE": "64",
     }
     supervisor = Supervisor(
-        [ServiceSpec(name, relearn_argv(name)) for name in ("registry", "trainer")],
+        [ServiceSpec(name, relearn_argv(name)) for name in ("registry", "trainer", "streams")],
         base_env=env,
         log_dir=tmp_path / "logs",
     )
@@ -75,6 +85,7 @@ def services(
     urls = {
         "registry": f"http://127.0.0.1:{registry_port}",
         "trainer": f"http://127.0.0.1:{trainer_port}",
+        "streams": f"http://127.0.0.1:{streams_port}",
     }
     try:
         for name, url in urls.items():
@@ -86,7 +97,7 @@ def services(
 
 @pytest.fixture
 def prometheus(services: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """Prometheus on a free loopback port, scraping the two every second, with our rules."""
+    """Prometheus on a free loopback port, scraping the three every second, with our rules."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is missing: apt-get install prometheus (scripts/system-deps.sh)"
     config = {
@@ -98,8 +109,6 @@ def prometheus(services: dict[str, str], tmp_path: Path) -> Iterator[str]:
                 "static_configs": [{"targets": [url.removeprefix("http://")]}],
             }
             for name, url in services.items()
-            # TODO(issue #18): scrape relearn-streams too once streams serves /metrics (after its
-            # runtime's split and FastAPI move); deploy/prometheus/prometheus.yml already does.
         ],
     }
     path = tmp_path / "prometheus.yml"
@@ -152,7 +161,7 @@ def test_scraped_counters_agree_with_the_tables_and_the_topics(
     kafka_bootstrap: str, topics: Topics, services: dict[str, str], prometheus: str
 ) -> None:
     started = time.monotonic()
-    settles_at(prometheus, 'sum(up{job=~"relearn-.*"})', 2)
+    settles_at(prometheus, 'sum(up{job=~"relearn-.*"})', 3)
 
     produce_samples(kafka_bootstrap, topics.training_samples, synthetic_samples(300, MT, seed=8))
     produce_command(kafka_bootstrap, topics.retrain_commands, command(MT))
@@ -210,9 +219,49 @@ def test_scraped_counters_agree_with_the_tables_and_the_topics(
         len(events) - len(trainer_rejections),
     )
     settles_at(prometheus, "relearn_registry_outbox_unsent", 0)
+    _streams_counters_agree(kafka_bootstrap, topics, services["streams"], prometheus)
     # the alert rules evaluate against these series without error; none fires for a healthy loop
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
     assert rules and all(rule["health"] == "ok" for g in rules for rule in g["rules"]), rules
     firing = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     assert [a for a in firing if a["state"] == "firing"] == []
     assert time.monotonic() - started < 90
+
+
+def _streams_counters_agree(bootstrap: str, topics: Topics, streams: str, prometheus: str) -> None:
+    """Outcome events through streams: its scraped counters against its topics and tables."""
+    messages, truth = outcome_events(OUTCOME_EVENTS, seed=31)
+    streams_harness.produce(bootstrap, topics.outcome_events, messages)
+
+    def counted() -> bool:
+        views = [
+            httpx.get(f"{streams}/samples/{model_type}", timeout=5) for model_type in truth.per_type
+        ]
+        return all(
+            view.status_code == 200 and view.json()["new_samples"] == truth.per_type[model_type]
+            for view, model_type in zip(views, truth.per_type, strict=True)
+        )
+
+    wait_until(counted, 90, "streams counted every outcome event")
+    samples = streams_harness.read_topic(bootstrap, topics.training_samples)
+    forwarded = [m for m in samples if dict(m.headers() or []).get("source.offset") is not None]
+    dead = streams_harness.read_topic(bootstrap, topics.outcome_events_dlq)
+    retrains = streams_harness.read_topic(bootstrap, topics.retrain_commands)
+    assert len(forwarded) == len(truth.valid_ids) and len(dead) == truth.invalid > 0
+    outcome = f'topic="{topics.outcome_events}"'
+    settles_at(prometheus, f"relearn_streams_events_consumed_total{{{outcome}}}", len(messages))
+    settles_at(
+        prometheus,
+        f'relearn_streams_events_consumed_total{{topic="{topics.training_samples}"}}',
+        len(samples),
+    )
+    settles_at(prometheus, "sum(relearn_streams_events_forwarded_total)", len(forwarded))
+    settles_at(prometheus, "sum(relearn_streams_dead_letters_total)", len(dead))
+    settles_at(prometheus, "sum(relearn_streams_duplicates_dropped_total)", truth.duplicates)
+    # the test's own two commands are on retrain-commands; streams sent none of its own
+    assert len(retrains) == 2
+    settles_at(prometheus, "sum(relearn_streams_retrain_commands_total)", 0)
+    for model_type, count in truth.per_type.items():
+        settles_at(prometheus, f'relearn_streams_new_samples{{model_type="{model_type}"}}', count)
+    settles_at(prometheus, "sum(relearn_streams_consumer_lag)", 0)
+    settles_at(prometheus, "sum(relearn_streams_commits_refused_total)", 0)

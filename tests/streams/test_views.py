@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from fastapi.testclient import TestClient
 
 from contracts.model_types import ModelTypeCatalog
 from streams import processing, tables
 from streams.views import TableViews
-from streams.web import StreamsWeb
+from streams.web import create_app
 from tests.streams.test_processing import RULES, forwarded_sample
 
 MT = "calling_score"
@@ -55,10 +56,13 @@ class Readout:
     def health(self) -> dict[str, Any]:
         return {"tables_caught_up": self.views.caught_up}
 
+    def readiness(self) -> dict[str, str]:
+        return {"tables": "ok" if self.views.caught_up else "reading"}
 
-def web_over(views: TableViews) -> StreamsWeb:
+
+def web_over(views: TableViews) -> TestClient:
     views._tail.caught_up = True  # the records below are all there is
-    return StreamsWeb(Readout(views))
+    return TestClient(create_app(Readout(views)))
 
 
 def read(views: TableViews, records: list[tuple[bytes, bytes]], name: str) -> None:
@@ -66,16 +70,17 @@ def read(views: TableViews, records: list[tuple[bytes, bytes]], name: str) -> No
         views.apply(CHANGELOGS[name], key, value)
 
 
-def counted(web: StreamsWeb) -> int:
-    status, view = web.answer(f"/samples/{MT}", {})
-    assert status == 200
+def counted(web: TestClient) -> int:
+    answer = web.get(f"/samples/{MT}")
+    assert answer.status_code == 200
+    view = answer.json()
     return int(view["retrain_commands"] * RULES.retrain_sample_threshold + view["new_samples"])
 
 
-def in_rows(web: StreamsWeb) -> int:
-    status, rows = web.answer(f"/performance/{MT}", {"days": ["10000"]})
-    assert status == 200
-    return sum(row["sample_count"] for row in rows)
+def in_rows(web: TestClient) -> int:
+    answer = web.get(f"/performance/{MT}", params={"days": "10000"})
+    assert answer.status_code == 200
+    return sum(row["sample_count"] for row in answer.json())
 
 
 def test_a_count_read_before_its_performance_rows_is_not_shown_until_the_rows_are() -> None:
@@ -139,3 +144,42 @@ def test_a_state_written_before_samples_were_counted_in_it_is_shown_and_then_lea
     restored.restore(MT.encode(), orjson.dumps(old))
     batch(restored, performance, range(30, 31))
     assert processing.ModelTypeState.load(restored[MT]).samples == 31  # from its rows
+
+
+def test_the_routes_answer_as_before_and_are_in_the_openapi_document() -> None:
+    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    views = TableViews("unused:9092", CHANGELOGS)
+    web = web_over(views)
+    state_records, rows = batch(states, performance, range(0, 5))
+    read(views, rows, tables.PERFORMANCE)
+    read(views, state_records, tables.MODEL_TYPES)
+
+    assert web.get(f"/performance/{MT}", params={"days": "x"}).json() == {
+        "detail": "days must be a whole number"
+    }
+    assert web.get(f"/performance/{MT}", params={"days": "x"}).status_code == 400
+    unknown = web.get("/samples/nope")
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "unknown model type 'nope'"})
+    assert web.get("/nowhere").json() == {"detail": "not found"}
+    assert web.get("/abtest/{MT}/more").status_code == 404
+    assert web.get(f"/abtest/{MT}").json() == {"model_type": MT, "running": False}
+    assert web.get("/rejections").json() == {}
+    assert web.get("/livez").json() == {"status": "ok"}
+    assert web.get("/readyz").json() == {"ready": True, "checks": {"tables": "ok"}}
+    assert web.get("/metrics").status_code == 404  # none given: metrics are off
+    paths = set(web.get("/openapi.json").json()["paths"])
+    assert {
+        "/performance/{model_type}",
+        "/samples/{model_type}",
+        "/abtest/{model_type}",
+        "/rejections",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    } <= paths
+
+    views._tail.caught_up = False  # the tables are being read again: views wait, probes say so
+    assert web.get(f"/samples/{MT}").status_code == 503
+    not_ready = web.get("/readyz")
+    assert (not_ready.status_code, not_ready.json()["ready"]) == (503, False)
