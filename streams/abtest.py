@@ -175,6 +175,10 @@ def summary(
                 else plan.max_duration_seconds
             ),
         },
+        # the latest the rule can end while outcomes keep arriving (event time ~ wall clock):
+        # the maximum duration, then its last cohort's window and the watermark's allowance
+        "started_at": state.started_at,
+        "deadline": ends_at + plan.outcome_window_seconds + plan.allowance_seconds,
         "decision": verdict,
         "statistics": state.last,
     }

@@ -27,9 +27,9 @@ BATCH_RECORD_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 TRIGGER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
-VERDICTS = ("rollback", "promote")
+VERDICTS = ("rollback", "promote", "keep_production")
 # A/B statistics as `abtest_view` reports them -> the `metric` label
-STATISTICS = {"rate_statistic": "positive_outcome_rate", "squared_error_statistic": "squared_error"}
+STATISTICS = {"rate_z": "positive_outcome_rate", "squared_error_z": "squared_error"}
 # The A/B view's arms -> the `arm` label
 ARMS = {"baseline": "production", "candidate": "candidate"}
 
@@ -228,7 +228,10 @@ class StreamsMetrics:
             self.trigger_latency.observe(latency_seconds)
 
     def registry_command_delivered(self, model_type: str, command_type: str) -> None:
-        verdict = "rollback" if command_type == RegistryCommandType.ROLLBACK else "promote"
+        verdict = {
+            RegistryCommandType.ROLLBACK: "rollback",
+            RegistryCommandType.KEEP_PRODUCTION: "keep_production",
+        }.get(RegistryCommandType(command_type), "promote")
         self.decisions.labels(self.label_of(model_type), verdict).inc()
 
     def rebalanced(self, status: RebalanceStatus, count: int = 1) -> None:
@@ -251,6 +254,8 @@ def _abtest(
     samples: GaugeMetricFamily,
     statistic: GaugeMetricFamily,
     started: GaugeMetricFamily,
+    remaining: Mapping[str, GaugeMetricFamily],
+    deadline: GaugeMetricFamily,
 ) -> None:
     """A running experiment's series, from whatever `abtest_view` answers (a field it lacks, or
     gives in another shape, is left out rather than failing the scrape)."""
@@ -259,9 +264,10 @@ def _abtest(
         return
     for key, arm in ARMS.items():
         side = ab.get(key)
-        value = _number(side.get("samples")) if isinstance(side, Mapping) else None
-        if value is not None:
-            samples.add_metric([model_type, arm], value)
+        for maturity in ("matured", "waiting"):
+            value = _number(side.get(maturity)) if isinstance(side, Mapping) else None
+            if value is not None:
+                samples.add_metric([model_type, arm, maturity], value)
     stats = ab.get("statistics")
     for key, metric in STATISTICS.items():
         value = _number(stats.get(key)) if isinstance(stats, Mapping) else None
@@ -272,6 +278,13 @@ def _abtest(
         begun = _number(readout.experiment_started_at)
     if begun is not None:
         started.add_metric([model_type], begun)
+    budget = ab.get("remaining")
+    for key, family in remaining.items():
+        value = _number(budget.get(key)) if isinstance(budget, Mapping) else None
+        if value is not None:
+            family.add_metric([model_type], value)
+    if (value := _number(ab.get("deadline"))) is not None:
+        deadline.add_metric([model_type], value)
 
 
 class _StateCollector(Collector):
@@ -352,8 +365,25 @@ class _StateCollector(Collector):
         )
         samples = GaugeMetricFamily(
             "relearn_streams_abtest_samples",
-            "Samples in the running experiment's current step, per arm",
-            labels=["model_type", "arm"],
+            "The running experiment's outcomes per arm, matured (in the test) or waiting",
+            labels=["model_type", "arm", "maturity"],
+        )
+        remaining = {
+            "candidate_outcomes": GaugeMetricFamily(
+                "relearn_streams_abtest_remaining_outcomes",
+                "Matured candidate outcomes left before the experiment's maximum",
+                labels=["model_type"],
+            ),
+            "seconds": GaugeMetricFamily(
+                "relearn_streams_abtest_remaining_seconds",
+                "Event time left before the experiment's maximum duration",
+                labels=["model_type"],
+            ),
+        }
+        deadline = GaugeMetricFamily(
+            "relearn_streams_abtest_deadline_timestamp_seconds",
+            "When the experiment ends at the latest while outcomes keep arriving",
+            labels=["model_type"],
         )
         statistic = GaugeMetricFamily(
             "relearn_streams_abtest_statistic",
@@ -372,7 +402,7 @@ class _StateCollector(Collector):
                 clock.add_metric([model_type], value)
             pending.add_metric([model_type], 0 if readout.pending_command is None else 1)
             self._count_retrain_end(model_type, readout)
-            _abtest(model_type, readout, samples, statistic, started)
+            _abtest(model_type, readout, samples, statistic, started, remaining, deadline)
         ended = CounterMetricFamily(
             "relearn_streams_retrains_ended",
             "In-flight retrains that ended, answered or timed out",
@@ -383,7 +413,8 @@ class _StateCollector(Collector):
                 ended.add_metric(
                     [model_type, status.value], self._ended.get((model_type, status.value), 0)
                 )
-        yield from (new_samples, clock, pending, ended, samples, statistic, started)
+        yield from (new_samples, clock, pending, ended, samples, statistic, started, deadline)
+        yield from remaining.values()
         yield GaugeMetricFamily(
             "relearn_streams_retrain_max_age_seconds",
             "RELEARN_RETRAIN_MAX_AGE_DAYS in seconds",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import abtest, experiment
+from streams.experiment import DecisionPlan
 from streams.metrics import BatchTally, ModelTypeReadout, StreamsMetrics, StreamsReadout
 
 MT = "calling_score"
@@ -39,69 +42,90 @@ def watched(readouts: list[Mapping[str, ModelTypeReadout]]) -> StreamsMetrics:
 
 
 def running_test(**changes: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "model_type": MT,
-        "running": True,
-        "baseline": {"samples": 40, "positive_outcome_rate": 0.5},
-        "candidate": {"samples": 10, "positive_outcome_rate": 0.4},
-        "decision": "continue",
-        "statistics": {"rate_statistic": 1.25, "squared_error_statistic": -0.5},
-    }
+    """`/abtest`'s answer as the worker gives it (streams.abtest.summary over a real experiment):
+    a 60 s window, 40 production and 10 candidate outcomes matured, 3 candidate ones waiting."""
+    plan = DecisionPlan(outcome_window_seconds=60.0, allowance_seconds=0.0, first_look=5)
+    state = experiment.start("e1", "v1.0", "v1.1", 0.1, 1_000.0, plan)
+    rng = random.Random(7)
+
+    def outcome(version: str, served_at: float, n: int) -> None:
+        experiment.observe(
+            state,
+            plan,
+            version=version,
+            subject_id=f"s{n}",
+            served_at=served_at,
+            occurred_at=served_at + 1,
+            positive=rng.random() < 0.5,
+            squared_error=rng.random() / 4,
+        )
+
+    for n in range(40):
+        outcome("v1.0", 1_001.0 + n, n)
+    for n in range(10):
+        outcome("v1.1", 1_001.0 + n, 100 + n)
+    for n in range(3):
+        outcome("v1.1", 1_200.0 + n, 200 + n)  # matures only after the others
+    experiment.advance(state, plan)
+    view = abtest.summary(state, plan, MT, missing_served_at=0, live=True)
     view.update(changes)
     return view
 
 
-def test_a_running_test_exports_its_arms_statistics_and_start() -> None:
-    readout = ModelTypeReadout(
-        new_samples=7, clock_started_at=1_700_000_000.0, abtest=running_test()
-    )
-    readout_started = ModelTypeReadout(abtest=running_test(), experiment_started_at=1_600_000_000.0)
-    series = exported(watched([{MT: readout, "outcome_prediction": readout_started}]))
-    assert (
-        series[("relearn_streams_abtest_samples", (("arm", "production"), ("model_type", MT)))]
-        == 40
-    )
-    assert (
-        series[("relearn_streams_abtest_samples", (("arm", "candidate"), ("model_type", MT)))] == 10
-    )
-    assert (
-        series[
-            (
-                "relearn_streams_abtest_statistic",
-                (("metric", "positive_outcome_rate"), ("model_type", MT)),
-            )
-        ]
-        == 1.25
-    )
-    assert (
-        series[
-            ("relearn_streams_abtest_statistic", (("metric", "squared_error"), ("model_type", MT)))
-        ]
-        == -0.5
-    )
-    assert series[("relearn_streams_new_samples", (("model_type", MT),))] == 7
-    assert (
-        series[
-            (
-                "relearn_streams_abtest_started_timestamp_seconds",
-                (("model_type", "outcome_prediction"),),
-            )
-        ]
-        == 1_600_000_000.0
-    )
-    assert ("relearn_streams_abtest_started_timestamp_seconds", (("model_type", MT),)) not in series
+def test_a_running_test_exports_its_arms_maturity_statistics_budget_and_start() -> None:
+    view = running_test()
+    readout = ModelTypeReadout(new_samples=7, clock_started_at=1_700_000_000.0, abtest=view)
+    series = exported(watched([{MT: readout}]))
+
+    def one(name: str, **labels: str) -> float:
+        return series[(name, tuple(sorted({"model_type": MT, **labels}.items())))]
+
+    samples = "relearn_streams_abtest_samples"
+    assert one(samples, arm="production", maturity="matured") == 40
+    assert one(samples, arm="production", maturity="waiting") == 0
+    assert one(samples, arm="candidate", maturity="matured") == 10
+    assert one(samples, arm="candidate", maturity="waiting") == 3
+    statistics = view["statistics"]
+    assert statistics is not None
+    statistic = "relearn_streams_abtest_statistic"
+    assert one(statistic, metric="positive_outcome_rate") == statistics["rate_z"]
+    assert one(statistic, metric="squared_error") == statistics["squared_error_z"]
+    assert one("relearn_streams_abtest_remaining_outcomes") == 57_600 - 10
+    assert one("relearn_streams_abtest_remaining_seconds") == view["remaining"]["seconds"]
+    # the maximum (14 days from the start), then the last cohort's 60 s window
+    assert one("relearn_streams_abtest_deadline_timestamp_seconds") == 1_000 + 14 * 86_400 + 60
+    assert one("relearn_streams_abtest_started_timestamp_seconds") == 1_000
+    assert one("relearn_streams_new_samples") == 7
     assert series[("relearn_streams_consumer_lag", (("partition", "1"), ("topic", "o")))] == 12
     assert series[("relearn_streams_commits_total", ())] == 3
+
+
+def test_without_its_own_start_the_experiment_starts_at_the_registrys_weight_change() -> None:
+    view = running_test()
+    del view["started_at"]
+    readout = ModelTypeReadout(abtest=view, experiment_started_at=1_600_000_000.0)
+    series = exported(watched([{MT: readout}]))
+    key = ("relearn_streams_abtest_started_timestamp_seconds", (("model_type", MT),))
+    assert series[key] == 1_600_000_000.0
+
+
+def test_a_decided_experiment_exports_no_running_series() -> None:
+    series = exported(watched([{MT: ModelTypeReadout(abtest=running_test(running=False))}]))
+    assert not [key for key in series if key[0].startswith("relearn_streams_abtest_remaining")]
+    assert not [key for key in series if key[0] == "relearn_streams_abtest_samples"]
 
 
 def test_a_view_of_another_shape_leaves_its_series_out_without_failing_the_scrape() -> None:
     odd = ModelTypeReadout(
         new_samples=None,
-        abtest=running_test(baseline="forty", statistics=None, candidate={"samples": float("nan")}),
+        abtest=running_test(
+            baseline="forty", statistics=None, candidate={"matured": float("nan")}, remaining=[]
+        ),
     )
     series = exported(watched([{MT: odd}]))
     assert not [key for key in series if key[0] == "relearn_streams_abtest_samples"]
     assert not [key for key in series if key[0] == "relearn_streams_abtest_statistic"]
+    assert not [key for key in series if key[0].startswith("relearn_streams_abtest_remaining")]
     assert ("relearn_streams_new_samples", (("model_type", MT),)) not in series
     assert series[("relearn_streams_retrain_sample_threshold", ())] == 1000
 
