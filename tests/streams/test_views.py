@@ -147,7 +147,8 @@ def test_a_state_written_before_samples_were_counted_in_it_is_shown_and_then_lea
 
 
 def test_the_routes_answer_as_before_and_are_in_the_openapi_document() -> None:
-    states, performance = tables.ChangelogTable(), tables.ChangelogTable()
+    states = tables.ChangelogTable.of(MODEL_TYPES)
+    performance = tables.ChangelogTable.of(PERFORMANCE)
     views = TableViews("unused:9092", CHANGELOGS)
     web = web_over(views)
     state_records, rows = batch(states, performance, range(0, 5))
@@ -162,7 +163,8 @@ def test_the_routes_answer_as_before_and_are_in_the_openapi_document() -> None:
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "unknown model type 'nope'"})
     assert web.get("/nowhere").json() == {"detail": "not found"}
     assert web.get("/abtest/{MT}/more").status_code == 404
-    assert web.get(f"/abtest/{MT}").json() == {"model_type": MT, "running": False}
+    no_test = {"model_type": MT, "running": False, "missing_served_at": 0}
+    assert web.get(f"/abtest/{MT}").json() == no_test
     assert web.get("/rejections").json() == {}
     assert web.get("/livez").json() == {"status": "ok"}
     assert web.get("/readyz").json() == {"ready": True, "checks": {"tables": "ok"}}
