@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -164,40 +161,3 @@ def probes_router(worker: WorkerReadout, metrics: CollectorRegistry | None) -> A
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return router
-
-
-class WebServer:
-    """uvicorn on a daemon thread; the port is bound in `start`, so a taken port fails loudly."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        )
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> WebServer:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="streams-web", daemon=True
-        )
-        self._thread.start()
-        log.info(
-            "streams web on http://%s:%d (views, /metrics /livez /readyz /docs)",
-            self.host,
-            self.port,
-        )
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from confluent_kafka import Consumer
 
 from bus.clients import ConsumerOptions, make_consumer, make_producer
+from bus.web import WebServer
 from training.artifacts import ArtifactStore, LocalArtifactStore
 from training.backlog import KafkaCommandBacklog
 from training.faults import FaultHooks, FileFaults, check_registry_is_a_test_bed
@@ -20,7 +21,6 @@ from training.samples import KafkaSampleReader, SampleSource
 from training.settings import TrainerSettings
 from training.web import (
     Check,
-    WebServer,
     broker_check,
     consumer_check,
     create_app,
@@ -111,7 +111,13 @@ def readiness_checks(settings: TrainerSettings, worker: RetrainWorker) -> dict[s
 
 def trainer_web(settings: TrainerSettings, worker: RetrainWorker) -> WebServer:
     app = create_app(worker.metrics, readiness_checks(settings, worker))
-    return WebServer(app, settings.trainer_web_host, settings.trainer_web_port)
+    return WebServer(
+        app,
+        settings.trainer_web_host,
+        settings.trainer_web_port,
+        "trainer",
+        "/metrics /livez /readyz",
+    )
 
 
 def run_trainer(settings: TrainerSettings, stop: threading.Event) -> None:

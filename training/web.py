@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import socket
 import threading
 from collections.abc import Callable
 
 import httpx
-import uvicorn
 from confluent_kafka import Producer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from training.metrics import TrainerMetrics
-
-log = logging.getLogger(__name__)
 
 OK = "ok"
 Check = Callable[[], str]  # "ok", or why not
@@ -70,35 +65,3 @@ def create_app(metrics: TrainerMetrics, checks: dict[str, Check]) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-class WebServer:
-    """uvicorn on a daemon thread; the port is bound in `start`, so a taken port fails loudly."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        )
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="trainer-web", daemon=True
-        )
-        self._thread.start()
-        log.info("trainer web on http://%s:%d (/metrics /livez /readyz)", self.host, self.port)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bus.web import WebServer
     from streams.settings import StreamsSettings
-    from streams.web import WebServer, create_app
+    from streams.web import create_app
     from streams.worker import Worker
 
     overrides: dict[str, object] = {}
@@ -43,7 +44,13 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     app = create_app(worker, worker.metrics.registry if worker.metrics else None)
-    server = WebServer(app, settings.streams_web_host, settings.streams_web_port).start()
+    server = WebServer(
+        app,
+        settings.streams_web_host,
+        settings.streams_web_port,
+        "streams",
+        "views, /metrics /livez /readyz /docs",
+    ).start()
     try:
         worker.run()
     finally:
