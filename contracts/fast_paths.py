@@ -159,6 +159,8 @@ def training_sample(value: bytes) -> dict[str, Any] | None:
     occurred_at = _utc(occurred)
     if occurred_at is None:
         return None
+    # the UTC date: written by relearn's producers with `Z`, so the string's own date
+    day = occurred[:10] if occurred[-1] == "Z" else occurred_at.date().isoformat()
     served = sample.get("served_at")
     served_at = None if served is None else _utc(served)
     if served is not None and served_at is None:
@@ -170,7 +172,7 @@ def training_sample(value: bytes) -> dict[str, Any] | None:
         "prediction": float(prediction),
         "outcome_score": float(outcome_score),
         "positive_outcome": positive_outcome,
-        "occurred_at": occurred_at.isoformat(),
+        "day": day,
         "occurred_ts": occurred_at.timestamp(),
         "served_ts": served_at.timestamp() if served_at is not None else None,
         "subject_id": subject_id,

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from contracts.model_types import ModelTypeCatalog
-from streams import processing
+from streams import processing, rules
 from streams.processing import Output, StreamRules
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -523,3 +523,22 @@ def test_crossings_held_for_a_retrain_go_when_it_is_answered_without_another_sam
             forwarded_sample(event_id=f"e{offset}"), 0, offset, states, {}, views, RULES, 10.0
         )
     assert processing.handle_schedule("calling_score", states, views, RULES, 30.0) == []
+
+
+def test_loading_a_stored_state_copies_it_as_replace_would() -> None:
+    """`ModelTypeState.load` copies by hand for speed; the copy is `dataclasses.replace`'s."""
+    stored = processing.ModelTypeState(
+        counter=rules.RetrainCounter(lineage="l", new_samples=7),
+        missing_served_at=3,
+        running=True,
+        next_due=12.5,
+        applied={"o0": 4},
+        samples=9,
+    )
+    loaded = processing.ModelTypeState.load(stored)
+    expected = dataclasses.replace(stored)
+    assert loaded == expected and loaded.next_due == expected.next_due == 12.5
+    assert loaded is not stored
+    loaded.counter = rules.RetrainCounter(lineage="other")
+    loaded.samples = 10
+    assert stored.counter.lineage == "l" and stored.samples == 9
