@@ -69,9 +69,25 @@ class Run:
     first_after: float  # seconds from the backlog's commit to the first counted sample
     first_share: float  # share of the valid events counted at the first counted sample
     cpu_us: float  # main-thread CPU per outcome event, summed over the workers
+    process_cpu_us: float  # the workers' CPU per outcome event, all threads (librdkafka's too)
+    cores_busy: float  # the machine's busy cores over the run (broker and neighbours included)
+    broker_cpu_us: float  # the broker's CPU per outcome event (nan: its pid not given)
     split: str  # partitions per worker: "outcome 2+2, samples 2+2 (model types 1+1)"
     assignment: str  # each worker's partitions, and the partition of each model type's samples
     problems: list[str] = field(default_factory=list)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process, all its threads, so far (/proc, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far, all cores (/proc/stat's first line)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def per_type_counts(worker: StreamsWorker, model_types: list[str]) -> dict[str, int] | None:
@@ -163,6 +179,7 @@ def run_workers(
     truth: GroundTruth,
     count: int,
     workdir: Path,
+    broker_pid: int | None = None,
 ) -> Run:
     """`count` workers, assigned and idle on empty topics, then the backlog at once."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +209,9 @@ def run_workers(
         assigned = [(get_json(f"{w.url}/healthz") or {})["assigned"] for w in workers]
         pids = [w.process.pid for w in workers if w.process is not None]
         cpu_started = sum(main_thread_cpu_seconds(pid) for pid in pids)
+        process_started = sum(process_cpu_seconds(pid) for pid in pids)
+        busy_started = machine_busy_seconds()
+        broker_started = process_cpu_seconds(broker_pid) if broker_pid else math.nan
         produce_at_once(bootstrap, outcome_records(topics, messages))
         committed = time.perf_counter()
         first_at, first_count = None, 0
@@ -212,6 +232,9 @@ def run_workers(
             time.sleep(POLL_SECONDS)
         done = time.perf_counter()
         cpu = sum(main_thread_cpu_seconds(pid) for pid in pids) - cpu_started
+        process_cpu = sum(process_cpu_seconds(pid) for pid in pids) - process_started
+        cores_busy = (machine_busy_seconds() - busy_started) / (done - committed)
+        broker_cpu = process_cpu_seconds(broker_pid) - broker_started if broker_pid else math.nan
         counts = [per_type_counts(w, model_types) for w in workers]
         daily = [daily_counts(w, model_types) for w in workers]
     finally:
@@ -243,6 +266,9 @@ def run_workers(
         first_at - committed,
         first_count / valid,
         cpu / len(messages) * 1e6,
+        process_cpu / len(messages) * 1e6,
+        cores_busy,
+        broker_cpu / len(messages) * 1e6,
         split,
         assignment,
         verdict(counts, daily, forwarded, truth),
@@ -267,7 +293,9 @@ def describe(repeat: int, run: Run, load: float) -> str:
         f"repeat {repeat + 1}, {run.workers} worker(s): {figure(run.end_to_end)}/s end to end, "
         f"{figure(run.from_first)}/s from the first count ({run.first_after:.2f} s after the "
         f"commit, {run.first_share:.0%} counted then), {run.cpu_us:.1f} us main-thread CPU per "
-        f"event, {'; '.join(run.problems) or 'exact'}, load {load:.1f}\n"
+        f"event ({run.process_cpu_us:.1f} all threads; broker {figure(run.broker_cpu_us, 1)}), "
+        f"{run.cores_busy:.2f} cores busy, "
+        f"{'; '.join(run.problems) or 'exact'}, load {load:.1f}\n"
         f"  ({run.split}: {run.assignment})"
     )
 
@@ -278,11 +306,13 @@ def table(rows: list[tuple[int, Run, Run, float, float, float]], events: int, va
         f"\n{events:,} outcome events ({valid:,} valid), {PARTITIONS} partitions. Events/s end to "
         "end: from the backlog's commit until every valid event is counted; from the first "
         "count: from the first counted sample. CPU: main-thread us per outcome event, summed "
-        "over the workers.\n",
+        "over the workers (all their threads in brackets); the broker's, all threads. Cores busy: the whole machine's "
+        f"busy CPU time over the run's time, of {os.cpu_count()}.\n",
         "| repeat | order | 1 worker, events/s | 2 workers, events/s | 2/1 "
-        "| from the first count, 1 / 2 | 2/1 | raw ceiling | CPU 1 / 2 "
+        "| from the first count, 1 / 2 | 2/1 | raw ceiling | CPU 1 / 2 | broker CPU 1 / 2 "
+        "| cores busy 1 / 2 "
         "| 2 workers' partitions | load start / end | exact |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for repeat, one, two, ceiling, load_start, load_end in rows:
         lines.append(
@@ -291,7 +321,11 @@ def table(rows: list[tuple[int, Run, Run, float, float, float]], events: int, va
             f"| {figure(ratio(two.end_to_end, one.end_to_end), 2)} "
             f"| {figure(one.from_first)} / {figure(two.from_first)} "
             f"| {figure(ratio(two.from_first, one.from_first), 2)} | {figure(ceiling)} "
-            f"| {one.cpu_us:.1f} / {two.cpu_us:.1f} | {two.split} "
+            f"| {one.cpu_us:.1f} ({one.process_cpu_us:.0f}) / {two.cpu_us:.1f} "
+            f"({two.process_cpu_us:.0f}) "
+            f"| {figure(one.broker_cpu_us, 1)} / {figure(two.broker_cpu_us, 1)} "
+            f"| {one.cores_busy:.2f} / {two.cores_busy:.2f} "
+            f"| {two.split} "
             f"| {load_start:.1f} / {load_end:.1f} "
             f"| {'**NO**' if one.problems or two.problems else 'yes'} |"
         )
@@ -307,7 +341,11 @@ def table(rows: list[tuple[int, Run, Run, float, float, float]], events: int, va
         f"| {middle(lambda a, b: a.from_first)} / {middle(lambda a, b: b.from_first)} "
         f"| {middle(lambda a, b: ratio(b.from_first, a.from_first), 2)} "
         f"| {figure(median([r[3] for r in rows]))} "
-        f"| {middle(lambda a, b: a.cpu_us, 1)} / {middle(lambda a, b: b.cpu_us, 1)} | | | |"
+        f"| {middle(lambda a, b: a.cpu_us, 1)} ({middle(lambda a, b: a.process_cpu_us)}) "
+        f"/ {middle(lambda a, b: b.cpu_us, 1)} ({middle(lambda a, b: b.process_cpu_us)}) "
+        f"| {middle(lambda a, b: a.broker_cpu_us, 1)} / {middle(lambda a, b: b.broker_cpu_us, 1)} "
+        f"| {middle(lambda a, b: a.cores_busy, 2)} / {middle(lambda a, b: b.cores_busy, 2)} "
+        "| | | |"
     )
     return "\n".join(lines)
 
@@ -317,10 +355,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2,000 events, 1 repeat (a check)")
+    parser.add_argument(
+        "--broker-pid-file", type=Path, help="the broker's pid file: its CPU per event is shown"
+    )
     args = parser.parse_args()
     if args.quick:
         args.events, args.repeats = 2_000, 1
     bootstrap = KafkaSettings().bootstrap_servers
+    broker_pid = int(args.broker_pid_file.read_text()) if args.broker_pid_file else None
     messages, truth = outcome_events(args.events, seed=3)
     run = uuid.uuid4().hex[:8]
     rows: list[tuple[int, Run, Run, float, float, float]] = []
@@ -334,7 +376,13 @@ def main() -> None:
             for count in order:
                 topics = Topics(f"bench-{run}-r{repeat}w{count}-")
                 runs[count] = run_workers(
-                    bootstrap, topics, messages, truth, count, Path(tmp) / f"r{repeat}w{count}"
+                    bootstrap,
+                    topics,
+                    messages,
+                    truth,
+                    count,
+                    Path(tmp) / f"r{repeat}w{count}",
+                    broker_pid,
                 )
                 problems += [
                     f"repeat {repeat + 1}, {count} worker(s): {p}" for p in runs[count].problems

@@ -118,8 +118,7 @@ def forwarded_json(fields: dict[str, Any]) -> bytes:
 
 
 def forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, Any]:
-    """The forwarded sample's fields, spelled once for the model and for the orjson fast path
-    (`contracts.fast_paths.forwardable_outcome` builds the same dict from the raw event)."""
+    """The forwarded sample's fields, spelled once for the model and for the orjson fast path."""
     return {
         "event_id": event_id if event_id is not None else str(event.event_id),
         "model_type": event.model_type,

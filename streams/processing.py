@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from contracts import fast_paths
 from contracts.events import (
     RetrainReason,
     RetrainRequested,
@@ -29,7 +28,7 @@ from contracts.events import (
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog
-from contracts.validation import MAX_MESSAGE_BYTES, OutcomeRejected, validate_outcome
+from contracts.validation import OutcomeRejected, validate_outcome
 from streams import abtest, rules
 from streams import experiment as ab_rule
 from streams.registry_view import ModelTypeView
@@ -60,12 +59,6 @@ class MalformedSample(StreamsError):
 def parse_sample(value: bytes | None) -> dict[str, Any]:
     """The sample's fields the hop reads (`day`: occurred_at's UTC date), or MalformedSample
     with the reason."""
-    if value is not None and (sample := fast_paths.training_sample(value)) is not None:
-        return sample
-    return _parse_sample_with_pydantic(value)
-
-
-def _parse_sample_with_pydantic(value: bytes | None) -> dict[str, Any]:
     try:
         sample = TrainingSampleForwarded.model_validate_json(value or b"")
     except ValidationError as exc:
@@ -116,12 +109,8 @@ def forwardable_outcome(
     raw: bytes | None, catalog: ModelTypeCatalog, arrived_at: datetime
 ) -> dict[str, Any]:
     """The training sample's fields (`forwarded_fields`) of a valid outcome event, or
-    OutcomeRejected with the reason code (`validate_outcome`'s verdict either way)."""
-    if raw is not None and len(raw) <= MAX_MESSAGE_BYTES:
-        fields = fast_paths.forwardable_outcome(raw, catalog, arrived_at)
-        if fields is not None:
-            return fields
-    event = validate_outcome(raw, catalog, arrived_at)  # anything but the common shape
+    OutcomeRejected with the reason code."""
+    event = validate_outcome(raw, catalog, arrived_at)
     return forwarded_fields(event, str(event.event_id))
 
 

@@ -542,3 +542,25 @@ def test_loading_a_stored_state_copies_it_as_replace_would() -> None:
     loaded.counter = rules.RetrainCounter(lineage="other")
     loaded.samples = 10
     assert stored.counter.lineage == "l" and stored.samples == 9
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "day"),
+    [
+        ("2026-11-26T23:30:00-05:00", "2026-11-27"),  # already the 27th in UTC
+        ("2026-11-27T00:30:00+01:00", "2026-11-26"),  # still the 26th in UTC
+        ("2026-11-26T10:00:00Z", "2026-11-26"),
+    ],
+)
+def test_a_sample_counts_on_its_utc_day(occurred_at: str, day: str) -> None:
+    sample = {
+        "event_id": "e",
+        "model_type": "calling_score",
+        "model_version": "v1.0",
+        "features": [0.1],
+        "prediction": 0.5,
+        "outcome_score": 0.5,
+        "positive_outcome": True,
+        "occurred_at": occurred_at,
+    }
+    assert processing.parse_sample(orjson.dumps(sample))["day"] == day
