@@ -23,8 +23,6 @@ from contracts.events import (
     RetrainReason,
     RetrainRequested,
     TrainingSampleForwarded,
-    forwarded_fields,
-    forwarded_json,
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog
@@ -105,15 +103,6 @@ class OutcomeResult:
     duplicate: bool = False
 
 
-def forwardable_outcome(
-    raw: bytes | None, catalog: ModelTypeCatalog, arrived_at: datetime
-) -> dict[str, Any]:
-    """The training sample's fields (`forwarded_fields`) of a valid outcome event, or
-    OutcomeRejected with the reason code."""
-    event = validate_outcome(raw, catalog, arrived_at)
-    return forwarded_fields(event, str(event.event_id))
-
-
 def handle_outcome(
     raw: bytes | None,
     partition: int,
@@ -128,17 +117,18 @@ def handle_outcome(
     `arrived_at` is the clock `future_timestamp` is judged by (`rules.arrival_time`).
     """
     try:
-        fields = forwardable_outcome(raw, catalog, arrived_at)
+        event = validate_outcome(raw, catalog, arrived_at)
     except OutcomeRejected as rejected:
         count_rejection(rejections, rejected.reason.value, partition, offset)
         return OutcomeResult(rejected=rejected)
-    event_id, model_type = fields["event_id"], fields["model_type"]
+    event_id = str(event.event_id)
     sighting = rules.classify_sighting(seen.get(event_id), partition, offset)
     if sighting is rules.Sighting.DUPLICATE:
-        return OutcomeResult(duplicate=True, model_type=model_type)
+        return OutcomeResult(duplicate=True, model_type=event.model_type)
     # (re-)written on replay too: heals a lost changelog write
     seen[event_id] = FirstSeen(partition, offset)
-    return OutcomeResult(forward=forwarded_json(fields), model_type=model_type)
+    forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
+    return OutcomeResult(forward=forward, model_type=event.model_type)
 
 
 def count_rejection(
