@@ -20,14 +20,14 @@ NO_MODEL_VERSION = "v0.0"
 
 def parse_version(version: str) -> tuple[int, int]:
     """`"v1.2"` -> `(1, 2)`; raises ValueError for anything else."""
-    match = _VERSION.match(version)
+    match = _VERSION.fullmatch(version)  # `$` alone would also match before a final "\n"
     if match is None:
         raise ValueError(f"not a version (expected v<major>.<minor>): {version!r}")
     return int(match.group(1)), int(match.group(2))
 
 
 def is_version(version: str) -> bool:
-    return _VERSION.match(version) is not None
+    return _VERSION.fullmatch(version) is not None
 
 
 def format_version(major: int, minor: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pydantic
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from contracts.serving import (
 )
 from contracts.versions import (
     NO_MODEL_VERSION,
+    Version,
     is_version,
     newest_version,
     parse_version,
@@ -79,3 +82,13 @@ def test_the_forwarded_sample_has_one_spelling_on_both_paths() -> None:
     assert fast == built == TrainingSampleForwarded.model_validate_json(to_json(built))
     with pytest.raises(ValidationError):
         TrainingSampleForwarded.model_validate({**built.model_dump(), "model_version": "latest"})
+
+
+def test_a_version_with_a_trailing_newline_is_not_a_version_as_pydantic_says() -> None:
+    """The pattern's `$` would let "v1.0\n" through Python's `re.match`; pydantic refuses it."""
+    with pytest.raises(pydantic.ValidationError):
+        pydantic.TypeAdapter(Version).validate_python("v1.0\n")
+    assert not is_version("v1.0\n")
+    with pytest.raises(ValueError, match="not a version"):
+        parse_version("v1.0\n")
+    assert is_version("v1.0") and parse_version("v12.3") == (12, 3)
