@@ -61,7 +61,11 @@ class _Internal(BaseModel):
 
 
 class OutcomeEvent(_External):
-    """What a model predicted for a subject and what then happened (topic outcome-events)."""
+    """What a model predicted for a subject and what then happened (topic outcome-events).
+
+    Its fields, and TrainingSampleForwarded's, are also checked by hand on the streams hot path
+    (`contracts/fast_paths.py`): a field changed here must change there;
+    tests/contracts/test_fast_paths.py fails until it does."""
 
     event_id: uuid.UUID
     model_type: str = Field(min_length=1, max_length=64)
@@ -103,17 +107,23 @@ class TrainingSampleForwarded(_Internal):
 
     @classmethod
     def from_outcome(cls, event: OutcomeEvent) -> TrainingSampleForwarded:
-        return cls(**_forwarded_fields(event, None))
+        return cls(**forwarded_fields(event, None))
 
     @staticmethod
     def json_from_outcome(event: OutcomeEvent, event_id: str | None = None) -> bytes:
         """`to_json(from_outcome(event))` in meaning, without building the model: the streams
         hot path forwards every valid event, and this is ~5x cheaper."""
-        return orjson.dumps(_forwarded_fields(event, event_id), option=orjson.OPT_UTC_Z)
+        return forwarded_json(forwarded_fields(event, event_id))
 
 
-def _forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, Any]:
-    """The forwarded sample's fields, spelled once for the model and for the orjson fast path."""
+def forwarded_json(fields: dict[str, Any]) -> bytes:
+    """The JSON of a forwarded sample's fields (timestamps in UTC, written with `Z`)."""
+    return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+
+
+def forwarded_fields(event: OutcomeEvent, event_id: str | None) -> dict[str, Any]:
+    """The forwarded sample's fields, spelled once for the model and for the orjson fast path
+    (`contracts.fast_paths.forwardable_outcome` builds the same dict from the raw event)."""
     return {
         "event_id": event_id if event_id is not None else str(event.event_id),
         "model_type": event.model_type,

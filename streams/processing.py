@@ -19,14 +19,17 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
+from contracts import fast_paths
 from contracts.events import (
     RetrainReason,
     RetrainRequested,
     TrainingSampleForwarded,
+    forwarded_fields,
+    forwarded_json,
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog
-from contracts.validation import OutcomeRejected, validate_outcome
+from contracts.validation import MAX_MESSAGE_BYTES, OutcomeRejected, validate_outcome
 from streams import abtest, rules
 from streams import experiment as ab_rule
 from streams.registry_view import ModelTypeView
@@ -57,6 +60,12 @@ class MalformedSample(StreamsError):
 def parse_sample(value: bytes | None) -> dict[str, Any]:
     """The sample's fields the hop reads (`day`: occurred_at's UTC date), or MalformedSample
     with the reason."""
+    if value is not None and (sample := fast_paths.training_sample(value)) is not None:
+        return sample
+    return _parse_sample_with_pydantic(value)
+
+
+def _parse_sample_with_pydantic(value: bytes | None) -> dict[str, Any]:
     try:
         sample = TrainingSampleForwarded.model_validate_json(value or b"")
     except ValidationError as exc:
@@ -103,6 +112,19 @@ class OutcomeResult:
     duplicate: bool = False
 
 
+def forwardable_outcome(
+    raw: bytes | None, catalog: ModelTypeCatalog, arrived_at: datetime
+) -> dict[str, Any]:
+    """The training sample's fields (`forwarded_fields`) of a valid outcome event, or
+    OutcomeRejected with the reason code (`validate_outcome`'s verdict either way)."""
+    if raw is not None and len(raw) <= MAX_MESSAGE_BYTES:
+        fields = fast_paths.forwardable_outcome(raw, catalog, arrived_at)
+        if fields is not None:
+            return fields
+    event = validate_outcome(raw, catalog, arrived_at)  # anything but the common shape
+    return forwarded_fields(event, str(event.event_id))
+
+
 def handle_outcome(
     raw: bytes | None,
     partition: int,
@@ -117,18 +139,17 @@ def handle_outcome(
     `arrived_at` is the clock `future_timestamp` is judged by (`rules.arrival_time`).
     """
     try:
-        event = validate_outcome(raw, catalog, arrived_at)
+        fields = forwardable_outcome(raw, catalog, arrived_at)
     except OutcomeRejected as rejected:
         count_rejection(rejections, rejected.reason.value, partition, offset)
         return OutcomeResult(rejected=rejected)
-    event_id = str(event.event_id)
+    event_id, model_type = fields["event_id"], fields["model_type"]
     sighting = rules.classify_sighting(seen.get(event_id), partition, offset)
     if sighting is rules.Sighting.DUPLICATE:
-        return OutcomeResult(duplicate=True, model_type=event.model_type)
+        return OutcomeResult(duplicate=True, model_type=model_type)
     # (re-)written on replay too: heals a lost changelog write
     seen[event_id] = FirstSeen(partition, offset)
-    forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
-    return OutcomeResult(forward=forward, model_type=event.model_type)
+    return OutcomeResult(forward=forwarded_json(fields), model_type=model_type)
 
 
 def count_rejection(

@@ -14,12 +14,12 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.settings import KafkaSettings
-from contracts.events import RetrainReason, RetrainRequested, TrainingSampleForwarded, to_json
+from contracts.events import RetrainReason, RetrainRequested, forwarded_json, to_json
 from contracts.model_types import ModelTypeCatalog
 from contracts.topics import Topics
-from contracts.validation import OutcomeRejected, validate_outcome
+from contracts.validation import OutcomeRejected
 from streams import rules
-from streams.processing import parse_sample
+from streams.processing import forwardable_outcome, parse_sample
 
 CATALOG = ModelTypeCatalog()
 
@@ -90,13 +90,12 @@ class Checked:
 
 
 def check_outcome(raw: bytes | None) -> Checked:
+    """relearn's outcome check (`streams.processing.forwardable_outcome`, fast path included)."""
     try:
-        event = validate_outcome(raw, CATALOG, datetime.now(UTC))
+        fields = forwardable_outcome(raw, CATALOG, datetime.now(UTC))
     except OutcomeRejected as rejected:
         return Checked(raw, reason=rejected.reason.value, detail=rejected.detail)
-    event_id = str(event.event_id)
-    forward = TrainingSampleForwarded.json_from_outcome(event, event_id)
-    return Checked(raw, event_id, event.model_type, forward)
+    return Checked(raw, fields["event_id"], fields["model_type"], forwarded_json(fields))
 
 
 def dead_letter_headers(checked: Checked) -> list[tuple[str, bytes]]:
