@@ -10,27 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.events import MAX_MAGNITUDE, forwarded_fields, forwarded_json
+from contracts.events import MAX_MAGNITUDE, OutcomeEvent, forwarded_fields, forwarded_json
 from contracts.fast_paths import forwardable_outcome, training_sample
 from contracts.model_types import ModelTypeCatalog
 from contracts.validation import OutcomeRejected, validate_outcome
 from streams.processing import MalformedSample, _parse_sample_with_pydantic
 from streams.testing import outcome_events
+from tests.contracts.test_validation import good_event as valid_event
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CATALOG = ModelTypeCatalog()
-FIELDS = (
-    "event_id",
-    "model_type",
-    "model_version",
-    "subject_id",
-    "features",
-    "prediction",
-    "outcome_score",
-    "positive_outcome",
-    "occurred_at",
-    "served_at",
-)
+FIELDS = tuple(OutcomeEvent.model_fields)  # the model's, so a new field is tried too
 # Values near every edge the models draw: types pydantic converts (lax) or refuses (strict),
 # other spellings of ids, versions and timestamps, bounds, lengths, the future.
 TRICKY = [
@@ -99,19 +89,8 @@ DROP = object()
 
 
 def good_event(**changes: object) -> dict:
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "model_type": "calling_score",
-        "model_version": "v1.0",
-        "subject_id": "subject-1",
-        "features": [0.25] * 23,
-        "prediction": 0.61,
-        "outcome_score": 0.7,
-        "positive_outcome": True,
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "served_at": "2026-11-26T09:00:00Z",
-    }
-    event.update(changes)
+    """test_validation's valid event, served an hour before it occurred; DROP removes a field."""
+    event = valid_event(**{"served_at": "2026-11-26T09:00:00Z", **changes})
     return {k: v for k, v in event.items() if v is not DROP}
 
 
