@@ -23,7 +23,7 @@ CATALOG = ModelTypeCatalog()
 FIELDS = tuple(OutcomeEvent.model_fields)  # the model's, so a new field is tried too
 # Values near every edge the models draw: types pydantic converts (lax) or refuses (strict),
 # other spellings of ids, versions and timestamps, bounds, lengths, the future.
-TRICKY = [
+TRICKY: list[object] = [
     None,
     True,
     False,
