@@ -25,6 +25,7 @@ BoundedFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le
 MAX_NAME_LENGTH = 64  # model types and message ids; the registry's columns hold this many
 ModelTypeName = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 MessageId = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
+MAX_SUBJECT_ID_LENGTH = 256
 ReasonText = Annotated[str, Field(max_length=1_000)]
 
 
@@ -68,9 +69,9 @@ class OutcomeEvent(_External):
     tests/contracts/test_fast_paths.py fails until it does."""
 
     event_id: uuid.UUID
-    model_type: str = Field(min_length=1, max_length=64)
+    model_type: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     model_version: Version
-    subject_id: str = Field(min_length=1, max_length=256)
+    subject_id: str = Field(min_length=1, max_length=MAX_SUBJECT_ID_LENGTH)
     features: list[BoundedFloat]
     prediction: BoundedFloat
     outcome_score: float = Field(ge=0.0, le=1.0)

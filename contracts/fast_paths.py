@@ -2,9 +2,10 @@
 
 Each function accepts the common shape of an event (the one relearn's own producers write) and
 returns exactly what the pydantic model would give, or None for anything else, so that the caller
-runs the full model on it: every verdict and message stays pydantic's. The pydantic parses are
-~4-6 us per event, these ~2 us (`bench/streams_inprocess.py`); `tests/contracts/test_fast_paths.py`
-holds them equal to the models on generated and mutated events.
+runs the full model on it: every verdict and message stays pydantic's. In the worker they cut the
+main thread's CPU per outcome event by ~11% (`bench/streams_hops.py`, BENCHMARKS.md);
+`tests/contracts/test_fast_paths.py` holds them equal to the models on generated and mutated
+events.
 """
 
 from __future__ import annotations
@@ -15,36 +16,30 @@ from typing import Any
 
 import orjson
 
-from contracts.events import MAX_MAGNITUDE, MAX_NAME_LENGTH
+from contracts.events import MAX_MAGNITUDE, MAX_NAME_LENGTH, MAX_SUBJECT_ID_LENGTH, OutcomeEvent
 from contracts.model_types import ModelTypeCatalog
 from contracts.validation import MAX_CLOCK_SKEW
+from contracts.versions import is_version
 
 # Only the canonical forms: a lowercase hyphenated UUID (its str() is itself) and RFC 3339 with
 # `T`, at most microseconds and `Z` or `+hh:mm` (what `datetime.fromisoformat` and pydantic read
 # alike). Other spellings pydantic may accept go to pydantic.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
-# contracts.versions.VERSION_PATTERN, matched whole (its `$` would also match before a "\n").
-_VERSION = re.compile(r"v(?:0|[1-9][0-9]{0,5})\.(?:0|[1-9][0-9]{0,5})")
 
-_OUTCOME_FIELDS = frozenset(
-    (
-        "event_id",
-        "model_type",
-        "model_version",
-        "subject_id",
-        "features",
-        "prediction",
-        "outcome_score",
-        "positive_outcome",
-        "occurred_at",
-        "served_at",
-    )
-)
-_OUTCOME_REQUIRED = _OUTCOME_FIELDS - {"served_at"}
+_OUTCOME_FIELDS = frozenset(OutcomeEvent.model_fields)
+_OUTCOME_REQUIRED = frozenset(n for n, f in OutcomeEvent.model_fields.items() if f.is_required())
 _FLOAT_ONLY = frozenset((float,))
 _NUMBERS = frozenset((float, int))
-_MAX_SUBJECT_ID = 256  # OutcomeEvent.subject_id's max_length
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object in `raw`, or None (not JSON, or not an object)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if type(value) is dict else None
 
 
 def _utc(value: object) -> datetime | None:
@@ -66,11 +61,8 @@ def forwardable_outcome(
 ) -> dict[str, Any] | None:
     """The forwarded sample's fields (`contracts.events.forwarded_fields`) of an outcome event
     that `validate_outcome(raw, catalog, now)` accepts, or None: then ask it."""
-    try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(event) is not dict:
+    event = _json_object(raw)
+    if event is None:
         return None
     keys = event.keys()
     if not (keys <= _OUTCOME_FIELDS and keys >= _OUTCOME_REQUIRED):
@@ -84,9 +76,9 @@ def forwardable_outcome(
         and type(model_type) is str
         and 0 < len(model_type) <= MAX_NAME_LENGTH
         and type(subject_id) is str
-        and 0 < len(subject_id) <= _MAX_SUBJECT_ID
+        and 0 < len(subject_id) <= MAX_SUBJECT_ID_LENGTH
         and type(event["model_version"]) is str
-        and _VERSION.fullmatch(event["model_version"])
+        and is_version(event["model_version"])
         and type(features) is list
         and features
         and set(map(type, features)) <= _FLOAT_ONLY
@@ -126,11 +118,8 @@ def forwardable_outcome(
 def training_sample(value: bytes) -> dict[str, Any] | None:
     """`streams.processing.parse_sample`'s dict for a training sample that
     `TrainingSampleForwarded` accepts, or None: then ask it."""
-    try:
-        sample = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if type(sample) is not dict:
+    sample = _json_object(value)
+    if sample is None:
         return None
     try:
         event_id, model_type = sample["event_id"], sample["model_type"]
@@ -145,7 +134,7 @@ def training_sample(value: bytes) -> dict[str, Any] | None:
         and type(model_type) is str
         and len(model_type) <= MAX_NAME_LENGTH
         and type(version) is str
-        and _VERSION.fullmatch(version)
+        and is_version(version)
         and type(features) is list
         and set(map(type, features)) <= _NUMBERS  # lax float: ints too; bool is its own type
         and type(prediction) in _NUMBERS

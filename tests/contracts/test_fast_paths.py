@@ -94,6 +94,11 @@ def good_event(**changes: object) -> dict:
     return {k: v for k, v in event.items() if v is not DROP}
 
 
+def encode(fields: dict) -> bytes:
+    """The JSON of `fields` without those set to DROP."""
+    return json.dumps({k: v for k, v in fields.items() if v is not DROP}).encode()
+
+
 def slow_forward(raw: bytes) -> bytes | None:
     """What the worker forwards for `raw` by the models alone; None when they reject it."""
     try:
@@ -118,6 +123,20 @@ changes = st.dictionaries(
 floats = st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE)
 
 
+@st.composite
+def varied_events(draw: st.DrawFn) -> dict:
+    """A valid outcome event with drawn numbers and timestamps (any offset, any microsecond)."""
+    zone = timezone(timedelta(hours=draw(st.integers(-14, 14))))
+    microsecond = draw(st.integers(0, 999_999))
+    occurred = (NOW - timedelta(hours=2)).astimezone(zone).replace(microsecond=microsecond)
+    return good_event(
+        prediction=draw(floats),
+        outcome_score=draw(st.floats(0.0, 1.0)),
+        occurred_at=occurred.isoformat(),
+        served_at=(occurred - timedelta(seconds=microsecond)).isoformat(),
+    )
+
+
 def sample_of(raw: bytes) -> bytes:
     """The training sample a valid outcome event becomes (as the worker forwards it)."""
     forward = slow_forward(raw)
@@ -126,43 +145,22 @@ def sample_of(raw: bytes) -> bytes:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(changes, floats, st.floats(0.0, 1.0), st.integers(-14, 14), st.integers(0, 999_999))
+@given(varied_events(), changes)
 def test_the_outcome_fast_path_never_accepts_what_the_model_rejects_and_forwards_the_same(
-    change: dict, prediction: float, score: float, offset_hours: int, microsecond: int
+    event: dict, change: dict
 ) -> None:
-    zone = timezone(timedelta(hours=offset_hours))
-    occurred = (NOW - timedelta(hours=2)).astimezone(zone).replace(microsecond=microsecond)
-    event = good_event(
-        prediction=prediction,
-        outcome_score=score,
-        occurred_at=occurred.isoformat(),
-        served_at=(occurred - timedelta(seconds=microsecond)).isoformat(),
-    )
-    event.update(change)
-    raw = json.dumps({k: v for k, v in event.items() if v is not DROP}).encode()
+    raw = encode({**event, **change})
     fast = forwardable_outcome(raw, CATALOG, NOW)
     if fast is not None:
         assert forwarded_json(fast) == slow_forward(raw)
 
 
 @settings(max_examples=1500, deadline=None)
-@given(changes, floats, st.floats(0.0, 1.0), st.integers(-14, 14), st.integers(0, 999_999))
+@given(varied_events(), changes)
 def test_the_sample_fast_path_never_accepts_what_the_model_rejects_and_reads_the_same(
-    change: dict, prediction: float, score: float, offset_hours: int, microsecond: int
+    event: dict, change: dict
 ) -> None:
-    zone = timezone(timedelta(hours=offset_hours))
-    occurred = (NOW - timedelta(hours=2)).astimezone(zone).replace(microsecond=microsecond)
-    sample = json.loads(
-        sample_of(
-            json.dumps(
-                good_event(
-                    prediction=prediction, outcome_score=score, occurred_at=occurred.isoformat()
-                )
-            ).encode()
-        )
-    )
-    sample.update(change)
-    value = json.dumps({k: v for k, v in sample.items() if v is not DROP}).encode()
+    value = encode({**json.loads(sample_of(encode(event))), **change})
     fast = training_sample(value)
     if fast is not None:  # as JSON: 1 == True == 1.0 in Python, not in a sum or a table
         assert json.dumps(fast) == json.dumps(slow_sample(value))
@@ -192,7 +190,7 @@ def test_random_bytes_are_never_accepted_where_the_models_refuse(raw: bytes) -> 
     ],
 )
 def test_the_edges_go_to_the_model(change: dict) -> None:
-    raw = json.dumps(good_event(**change)).encode()
+    raw = encode(good_event(**change))
     assert forwardable_outcome(raw, CATALOG, NOW) is None
 
 
@@ -220,16 +218,15 @@ def test_every_event_relearn_generates_takes_both_fast_paths() -> None:
 def test_every_tricky_value_in_every_field_alone() -> None:
     """Each edge on its own, exhaustively (the hypothesis tests above mix them at random)."""
     outcome_accepted = sample_accepted = 0
-    base_sample = json.loads(sample_of(json.dumps(good_event()).encode()))
+    base_sample = json.loads(sample_of(encode(good_event())))
     for field in [*FIELDS, "extra"]:
         for value in [*TRICKY, DROP]:
-            raw = json.dumps(good_event(**{field: value})).encode()
+            raw = encode(good_event(**{field: value}))
             fast = forwardable_outcome(raw, CATALOG, NOW)
             if fast is not None:
                 outcome_accepted += 1
                 assert forwarded_json(fast) == slow_forward(raw), (field, value)
-            sample = {**base_sample, field: value}
-            encoded = json.dumps({k: v for k, v in sample.items() if v is not DROP}).encode()
+            encoded = encode({**base_sample, field: value})
             fast_sample = training_sample(encoded)
             if fast_sample is not None:
                 sample_accepted += 1
