@@ -519,7 +519,9 @@ def main() -> int:
     parser.add_argument("--duplicate-rate", type=float, default=0.02)
     parser.add_argument("--invalid-rate", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--engines", nargs="+", default=list(engines(1.0)))
+    parser.add_argument(
+        "--engines", nargs="+", choices=list(engines(1.0)), default=list(engines(1.0))
+    )
     parser.add_argument("--commit-interval", type=float, default=1.0, help="every engine's")
     parser.add_argument("--crossings", type=int, default=20)
     parser.add_argument("--background-rate", type=float, default=5000.0)
