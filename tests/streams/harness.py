@@ -132,14 +132,27 @@ def produce(
     return sent
 
 
+def _end_offsets(consumer: Any, topic: str) -> dict[int, int]:
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    # retried: a topic created a moment ago may answer "not leader" for a while
+    return {p: watermark_offsets(consumer, TopicPartition(topic, p))[1] for p in partitions}
+
+
+def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end (high watermark): how many records the broker holds for it."""
+    consumer = make_consumer(bootstrap, f"reader-{time.time_ns()}", **{"enable.auto.commit": False})
+    try:
+        return _end_offsets(consumer, topic)
+    finally:
+        consumer.close()
+
+
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every message of a topic, from the beginning to the current end of each partition."""
     consumer = make_consumer(bootstrap, f"reader-{time.time_ns()}", **{"enable.auto.commit": False})
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = list(metadata.topics[topic].partitions)
-        # retried: a topic created a moment ago may answer "not leader" for a while
-        ends = {p: watermark_offsets(consumer, TopicPartition(topic, p))[1] for p in partitions}
+        ends = _end_offsets(consumer, topic)
+        partitions = list(ends)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[Any] = []
         remaining = {p for p, end in ends.items() if end > 0}
