@@ -6,6 +6,7 @@ node gets its own directory with a `server.properties`, a formatted log dir, a p
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.clients import broker_count
+
+log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -365,11 +368,17 @@ def stop_node(layout: ClusterLayout, node_id: int, grace: float = 20.0, kill: bo
     if pid is None:
         return
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    _await_exit(node_dir, pid, grace)
+
+
+def _await_exit(node_dir: Path, pid: int, grace: float) -> None:
+    """Wait up to `grace` for a signalled node to exit, then SIGKILL it."""
     deadline = time.monotonic() + grace
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
         _reap(pid)
     if _alive(pid):
+        log.warning("%s did not stop within %.0f s of its signal; SIGKILLed", node_dir.name, grace)
         os.kill(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.05)
@@ -385,13 +394,18 @@ def _reap(pid: int) -> None:
 
 
 def down(layout: ClusterLayout, grace: float = 20.0) -> list[int]:
-    """Stop every node of the layout (SIGTERM, SIGKILL after `grace`); returns the stopped ids."""
-    stopped = []
-    for node_id in layout.node_ids():
-        if _pid_of(layout.node_dir(node_id)) is not None:
-            stop_node(layout, node_id, grace)
-            stopped.append(node_id)
-    return stopped
+    """Stop every node of the layout (SIGTERM, SIGKILL after `grace`); returns the stopped ids.
+
+    Every node is signalled before any is waited for: stopped one by one, the last node of a
+    three-node cluster has lost its controller quorum and cannot finish its controlled shutdown,
+    so it sat out the whole grace period. Signalled together, each broker's controlled shutdown
+    completes while the quorum is still up."""
+    running = {nid: pid for nid in layout.node_ids() if (pid := _pid_of(layout.node_dir(nid)))}
+    for pid in running.values():
+        os.kill(pid, signal.SIGTERM)
+    for node_id, pid in running.items():
+        _await_exit(layout.node_dir(node_id), pid, grace)
+    return list(running)
 
 
 def status(layout: ClusterLayout) -> dict[int, int | None]:
