@@ -45,7 +45,7 @@ def test_outcomes_to_rollback_and_promotion(
     # The story's own bounds fit pytest's 600 s (pyproject.toml), which also covers starting the
     # session broker when this test is the first to need it and stopping the three services.
     story = Story(
-        DemoConfig(run_dir=tmp_path / "runs", rate=150.0, step_timeout=300, total_timeout=480),
+        DemoConfig(run_dir=tmp_path / "runs", rate=400.0, step_timeout=300, total_timeout=480),
         console,
     )
     code = story.run()
