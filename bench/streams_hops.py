@@ -1,6 +1,7 @@
 """Main-thread CPU per event of one streams worker, per hop, and where it goes (py-spy).
 
 Usage: .venv/bin/python bench/streams_hops.py [--events 100000] [--rounds 3] [--profile]
+       [--live-test]
 Needs a broker (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092); prints Markdown tables.
 
 Each round runs one `relearn streams` process twice, each on fresh topics, first assigned and
@@ -9,7 +10,11 @@ idle, then given its whole backlog at once (one producer transaction, read_commi
   outcome-events; the worker validates, de-duplicates and forwards them, then counts what it
   forwarded;
 - sample hop alone: the same valid events as the worker would forward them (source headers
-  included) put on training-samples directly; the worker only counts them.
+  included) put on training-samples directly; the worker only counts them;
+- with --live-test, also both hops while a candidate is under test (registry-events show v1.1 at
+  0.1 against v1.0 since 15 minutes ago), every event served by one of them and carrying
+  `served_at`, as a deployment sends them: the sample hop then also feeds the A/B test. The run
+  checks that every valid event entered the test (the arms' samples per model type).
 Each is timed by the worker's main-thread CPU (from /proc) from the backlog's production until
 every sample is counted: CPU time moves much less with the neighbours' load than a rate does. The
 outcome hop is the difference, per outcome event. With --profile, py-spy samples the worker's
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,18 @@ from bus.clients import make_producer  # noqa: E402
 from bus.dead_letters import Headers  # noqa: E402
 from bus.local_broker import free_port  # noqa: E402
 from bus.settings import KafkaSettings  # noqa: E402
-from contracts.events import TrainingSampleForwarded  # noqa: E402
+from contracts.events import (  # noqa: E402
+    RegistryEventOccurred,
+    RegistryEventType,
+    TrainingSampleForwarded,
+    to_json,
+)
 from contracts.model_types import ModelTypeCatalog  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from contracts.validation import OutcomeRejected, validate_outcome  # noqa: E402
 from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER  # noqa: E402
-from streams.testing import outcome_events  # noqa: E402
-from tests.streams.harness import StreamsWorker, get_json, wait_until  # noqa: E402
+from streams.testing import MODEL_TYPES, GroundTruth, outcome_events  # noqa: E402
+from tests.streams.harness import StreamsWorker, get_json, produce, wait_until  # noqa: E402
 
 THRESHOLD = 1000
 PARTITIONS = 4
@@ -118,6 +128,42 @@ def sample_records(topics: Topics, samples: list[tuple[bytes, bytes, int, int]])
     ]
 
 
+def candidate_under_test(since: datetime) -> list[tuple[bytes, bytes]]:
+    """registry-events of each model type: v1.0 in production, then v1.1 at 0.1 from `since`."""
+    events = []
+    for model_type in MODEL_TYPES:
+        for version, status, weights, at in (
+            ("v1.0", "production", {"v1.0": 1.0}, since - timedelta(minutes=1)),
+            ("v1.1", "staging", {"v1.0": 0.9, "v1.1": 0.1}, since),
+        ):
+            event = RegistryEventOccurred(
+                type=RegistryEventType.VERSION_REGISTERED,
+                model_type=model_type,
+                version=version,
+                status=status,
+                weights=weights,
+                occurred_at=at,
+            )
+            events.append((model_type.encode(), to_json(event)))
+    return events
+
+
+def all_in_the_test(truth: GroundTruth) -> Any:
+    """A check of a live-test run: every valid event of each type is in one of its test's arms."""
+
+    def check(worker: StreamsWorker) -> None:
+        for model_type in MODEL_TYPES:
+            view = get_json(f"{worker.url}/abtest/{model_type}") or {}
+            entered = sum(
+                (view.get(arm) or {}).get("samples", 0) for arm in ("baseline", "candidate")
+            )
+            assert view.get("running") and entered == truth.per_type[model_type], (
+                f"{model_type}: {entered} of {truth.per_type[model_type]} entered the test: {view}"
+            )
+
+    return check
+
+
 def run_worker(
     bootstrap: str,
     topics: Topics,
@@ -125,10 +171,15 @@ def run_worker(
     workdir: Path,
     valid: int,
     profile: Path | None,
+    registry: list[tuple[bytes, bytes]] | None = None,
+    check: Any = None,
 ) -> float:
     """Main-thread CPU seconds of one worker, assigned and idle on empty topics, from the
-    moment its backlog is produced until every sample is counted."""
+    moment its backlog is produced until every sample is counted. `registry`: registry-events
+    on the topic before the worker starts; `check(worker)` runs once all is counted."""
     create_topics(bootstrap, topics, PARTITIONS, 1)
+    if registry:
+        produce(bootstrap, topics.registry_events, registry)
     worker = StreamsWorker(
         bootstrap,
         topics.prefix,
@@ -178,6 +229,8 @@ def run_worker(
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
             spy.wait(timeout=60)
+        if check is not None:
+            check(worker)
     finally:
         worker.stop()
     return cpu
@@ -216,14 +269,19 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="py-spy the first round")
+    parser.add_argument(
+        "--live-test", action="store_true", help="also both hops with a candidate under test"
+    )
     args = parser.parse_args()
     bootstrap = KafkaSettings().bootstrap_servers
     messages, truth = outcome_events(args.events, seed=3)
+    test_since = datetime.now(UTC) - timedelta(minutes=15)
+    live_messages, live_truth = outcome_events(args.events, seed=3, served_since=test_since)
     samples = forwarded(messages)
     valid = len(truth.valid_ids)
     assert len(samples) == valid
     run = uuid.uuid4().hex[:8]
-    both_us, sample_us, outcome_us = [], [], []
+    both_us, sample_us, outcome_us, live_us = [], [], [], []
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-hops-") as tmp:
         workdir = Path(tmp)
@@ -247,6 +305,20 @@ def main() -> None:
                 valid,
                 workdir / "samples.txt" if profile else None,
             )
+            if args.live_test:
+                live = Topics(f"bench-{run}-l{round_}-")
+                cpu_live = run_worker(
+                    bootstrap,
+                    live,
+                    outcome_records(live, live_messages),
+                    workdir / f"l{round_}",
+                    len(live_truth.valid_ids),
+                    None,
+                    registry=candidate_under_test(test_since),
+                    check=all_in_the_test(live_truth),
+                )
+                live_us.append(cpu_live / args.events * 1e6)
+                print(f"round {round_ + 1}: both hops, candidate under test {live_us[-1]:.1f} us")
             both_us.append(cpu_both / args.events * 1e6)
             sample_us.append(cpu_samples / valid * 1e6)
             outcome_us.append((cpu_both - cpu_samples) / args.events * 1e6)
@@ -272,6 +344,11 @@ def main() -> None:
         f"| outcome hop (both minus samples), per outcome event | {statistics.median(outcome_us):.1f} |"
     )
     print(f"| sample hop alone, per sample | {statistics.median(sample_us):.1f} |")
+    if live_us:
+        print(
+            "| both hops, a candidate under test (every event served_at, in the test), per "
+            f"outcome event | {statistics.median(live_us):.1f} |"
+        )
     print(f"machine load {os.getloadavg()[0]:.1f} at end")
 
 

@@ -65,10 +65,16 @@ def outcome_events(
     invalid_rate: float = 0.01,
     now: datetime | None = None,
     days: int = 3,
+    served_since: datetime | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], GroundTruth]:
-    """`count` (key, value) messages: valid events, repeats of earlier ones, and poison."""
+    """`count` (key, value) messages: valid events, repeats of earlier ones, and poison.
+
+    With `served_since`, what a deployment sends while candidate v1.1 is under test against v1.0:
+    every valid event carries `served_at`, between then and a minute before `now`, by v1.1 one
+    time in ten (else v1.0), and occurred up to a minute after it was served."""
     rng = random.Random(seed)
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    serving = (moment - served_since).total_seconds() - 60 if served_since else None
     truth = GroundTruth()
     messages: list[tuple[bytes, bytes]] = []
     valid: list[tuple[bytes, bytes]] = []
@@ -83,8 +89,14 @@ def outcome_events(
             truth.invalid += 1
             continue
         model_type = rng.choice(MODEL_TYPES)
-        version = rng.choice(VERSIONS)
-        occurred = moment - timedelta(seconds=rng.randrange(days * 86_400))
+        served: datetime | None = None
+        if served_since is not None and serving is not None:
+            version = "v1.1" if rng.random() < 0.1 else "v1.0"
+            served = served_since + timedelta(seconds=rng.uniform(0, serving))
+            occurred = served + timedelta(seconds=rng.uniform(0, 60))
+        else:
+            version = rng.choice(VERSIONS)
+            occurred = moment - timedelta(seconds=rng.randrange(days * 86_400))
         positive = rng.random() < 0.4
         event: dict[str, Any] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -97,6 +109,8 @@ def outcome_events(
             "positive_outcome": positive,
             "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
         }
+        if served is not None:
+            event["served_at"] = served.isoformat().replace("+00:00", "Z")
         message = (event["subject_id"].encode(), orjson.dumps(event))
         messages.append(message)
         valid.append(message)
