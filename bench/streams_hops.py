@@ -313,7 +313,7 @@ def main() -> None:
                     outcome_records(live, live_messages),
                     workdir / f"l{round_}",
                     len(live_truth.valid_ids),
-                    None,
+                    workdir / "live.txt" if profile else None,
                     registry=candidate_under_test(test_since),
                     check=all_in_the_test(live_truth),
                 )
@@ -328,7 +328,7 @@ def main() -> None:
                 f"per outcome event; load {os.getloadavg()[0]:.1f}"
             )
             if profile:
-                for name in ("both", "samples"):
+                for name in ("both", "samples", "live"):
                     kept = Path("test-artifacts") / f"streams-hops-{name}.pyspy.txt"
                     kept.parent.mkdir(exist_ok=True)
                     source = workdir / f"{name}.txt"

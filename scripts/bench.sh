@@ -46,6 +46,7 @@ bench registry_route
 bench training_pipeline --sizes 10000 100000 --repeats 3
 bench streams_throughput --events 200000 --repeats 3 --crossings 100 --background-rate 5000
 bench streams_scale_out --events 200000 --repeats 3
+bench streams_hops --events 100000 --rounds 3 --live-test
 bench streams_inprocess --events 20000 --rounds 7 --ids 400000
 bench loop_latency
 echo "outputs in $OUT/*.md" >&2
