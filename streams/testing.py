@@ -74,7 +74,7 @@ def outcome_events(
     time in ten (else v1.0), and occurred up to a minute after it was served."""
     rng = random.Random(seed)
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
-    serving = (moment - served_since).total_seconds() - 60 if served_since else None
+    serving = (moment - served_since).total_seconds() - 60 if served_since else 0.0
     truth = GroundTruth()
     messages: list[tuple[bytes, bytes]] = []
     valid: list[tuple[bytes, bytes]] = []
@@ -90,7 +90,7 @@ def outcome_events(
             continue
         model_type = rng.choice(MODEL_TYPES)
         served: datetime | None = None
-        if served_since is not None and serving is not None:
+        if served_since is not None:
             version = "v1.1" if rng.random() < 0.1 else "v1.0"
             served = served_since + timedelta(seconds=rng.uniform(0, serving))
             occurred = served + timedelta(seconds=rng.uniform(0, 60))
