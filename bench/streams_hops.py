@@ -47,13 +47,17 @@ from bus.settings import KafkaSettings  # noqa: E402
 from contracts.events import (  # noqa: E402
     RegistryEventOccurred,
     RegistryEventType,
-    TrainingSampleForwarded,
+    forwarded_json,
     to_json,
 )
 from contracts.model_types import ModelTypeCatalog  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
-from contracts.validation import OutcomeRejected, validate_outcome  # noqa: E402
-from streams.processing import SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER  # noqa: E402
+from contracts.validation import OutcomeRejected  # noqa: E402
+from streams.processing import (  # noqa: E402
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    forwardable_outcome,
+)
 from streams.testing import MODEL_TYPES, GroundTruth, outcome_events  # noqa: E402
 from tests.streams.harness import StreamsWorker, get_json, produce, wait_until  # noqa: E402
 
@@ -63,22 +67,26 @@ PARTITIONS = 4
 
 def forwarded(messages: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, int, int]]:
     """(key, value, source partition, source offset) of each sample the worker would forward
-    (first sightings only; the source position is made up, distinct per sample)."""
+    (its own check, `forwardable_outcome`; first sightings only; the source position is made
+    up, distinct per sample)."""
     catalog, now = ModelTypeCatalog(), datetime.now(UTC)
     samples, seen = [], set()
     for _, raw in messages:
         try:
-            event = validate_outcome(raw, catalog, now)
+            fields = forwardable_outcome(raw, catalog, now)
         except OutcomeRejected:
             continue
-        event_id = str(event.event_id)
-        if event_id in seen:
+        if fields["event_id"] in seen:
             continue
-        seen.add(event_id)
-        value = TrainingSampleForwarded.json_from_outcome(event, event_id)
+        seen.add(fields["event_id"])
         position = len(samples)
         samples.append(
-            (event.model_type.encode(), value, position % PARTITIONS, position // PARTITIONS)
+            (
+                fields["model_type"].encode(),
+                forwarded_json(fields),
+                position % PARTITIONS,
+                position // PARTITIONS,
+            )
         )
     return samples
 
